@@ -1,0 +1,64 @@
+# Two commands set everything up on a fresh machine: `make book` and `make test`.
+# Everything runs offline on the embedded model; nothing here touches the Hugging Face Hub.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.sdprobe-installed
+BUILD  := _build/html
+
+# Offline, quiet and reproducible: no Hub, no progress bars in executed outputs.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TQDM_DISABLE := 1
+export SDPROBE_PROGRESS := 0
+export PYTHONHASHSEED := 0
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+export MPLBACKEND := Agg
+
+NOTEBOOKS ?= all
+PRESETS   ?= default
+
+.PHONY: install book execute html test chromium rerun clean help
+
+help:
+	@echo "make book   install, execute every notebook on the toy model, build the HTML book into $(BUILD)"
+	@echo "make test   install, build the book from committed outputs, run the library, notebook and page tests"
+	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper'  batch papermill reruns into runs/"
+
+# torch first and pinned, so the resolver never reaches for a newer CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install -q -e ".[book,test]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import torch, diffusers, transformers, sdprobe; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+execute: install
+	$(BIN)/python -m sdprobe.runs book --notebooks $(NOTEBOOKS)
+
+html: install
+	rm -rf _build/.doctrees
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going --builder html
+
+book: execute html
+	@echo "The book is in $(BUILD)/index.html"
+
+# Debian's Chromium for the page checks; installed once, as root or through sudo.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+test: install chromium html
+	$(BIN)/python -m pytest
+
+rerun: install
+	$(BIN)/python -m sdprobe.runs batch --notebooks $(NOTEBOOKS) --presets $(PRESETS)
+
+clean:
+	rm -rf _build runs

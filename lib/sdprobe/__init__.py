@@ -1,0 +1,30 @@
+"""sdprobe: open up Stable Diffusion.
+
+The thin library behind the book *Inside Stable Diffusion*: load any supported pipeline with
+one call, name its U-Net layers the way the papers do, record what happens at every denoising
+step, and (chapter by chapter) capture cross-attention, mask the text encoder, swap U-Net
+features and transplant seedling noise.
+"""
+
+from . import _quiet
+
+_quiet.install()
+
+from .layers import Layer, layer_map, resolve_layers, text_layers
+from .models import ModelNotAvailableError, family_of, load_pipeline, model_label
+from .trajectory import Trajectory, record_trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer",
+    "ModelNotAvailableError",
+    "Trajectory",
+    "family_of",
+    "layer_map",
+    "load_pipeline",
+    "model_label",
+    "record_trajectory",
+    "resolve_layers",
+    "text_layers",
+]

@@ -1,0 +1,241 @@
+"""What every chapter notebook shares: checked parameters, the reproduction report, Colab set-up.
+
+A chapter starts with a papermill ``parameters`` cell of plain assignments and checks it at once::
+
+    # %% tags=["parameters"]
+    model = "toy"
+    steps = 50
+
+    # %%
+    P = sdprobe.check_parameters(globals(), {"model": Model(), "steps": Int(1, 1000)})
+
+papermill only warns about names a notebook does not declare; :func:`check_parameters` stops
+with a clear message instead, and on any bad value. It must run right after the parameters cell
+(and papermill's injected cell), before any other plain value is assigned.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = [
+    "Bool", "Choice", "Float", "Int", "ListOf", "Model", "ParameterError", "Size", "Str",
+    "check_parameters", "in_colab", "reproduction_report", "REPORT_KEY",
+]
+
+#: Output-metadata key under which a chapter's reproduction report travels (read by sdprobe.runs).
+REPORT_KEY = "sdprobe_report"
+_PLAIN = (bool, int, float, str, list, tuple, dict, type(None))
+_IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "P"}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter is unknown or has a bad value."""
+
+
+# ----------------------------------------------------------------------------- validators
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer in ``[low, high]``."""
+
+    low: int | None = None
+    high: int | None = None
+
+    def __call__(self, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParameterError(f"expected an integer, got {value!r}")
+        _in_range(value, self.low, self.high)
+        return value
+
+
+@dataclass(frozen=True)
+class Float:
+    """A number in ``[low, high]``; integers are accepted."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __call__(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(f"expected a number, got {value!r}")
+        _in_range(value, self.low, self.high)
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Bool:
+    def __call__(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ParameterError(f"expected True or False, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Str:
+    """A non-empty string (unless ``empty=True``)."""
+
+    empty: bool = False
+
+    def __call__(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ParameterError(f"expected a string, got {value!r}")
+        if not self.empty and not value.strip():
+            raise ParameterError("expected a non-empty string")
+        return value
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a fixed set of values."""
+
+    options: tuple[Any, ...]
+
+    def __call__(self, value: Any) -> Any:
+        if value not in self.options:
+            raise ParameterError(f"expected one of {list(self.options)}, got {value!r}")
+        return value
+
+
+@dataclass(frozen=True)
+class Size:
+    """An image side in pixels: a positive multiple of 8 (the VAE's downsampling)."""
+
+    low: int = 64
+    high: int = 2048
+
+    def __call__(self, value: Any) -> int:
+        value = Int(self.low, self.high)(value)
+        if value % 8:
+            raise ParameterError(f"image sizes must be multiples of 8, got {value}")
+        return value
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A list (or tuple) whose items all pass ``item``, with at least ``min_len`` of them."""
+
+    item: Callable[[Any], Any]
+    min_len: int = 1
+
+    def __call__(self, value: Any) -> list[Any]:
+        if not isinstance(value, (list, tuple)):
+            raise ParameterError(f"expected a list, got {value!r}")
+        if len(value) < self.min_len:
+            raise ParameterError(f"expected at least {self.min_len} item(s), got {len(value)}")
+        out = []
+        for i, v in enumerate(value):
+            try:
+                out.append(self.item(v))
+            except ParameterError as err:
+                raise ParameterError(f"item {i}: {err}") from None
+        return out
+
+
+@dataclass(frozen=True)
+class Model:
+    """A model name ``load_pipeline`` accepts: ``toy``, ``random:<family>``, a folder or a Hub id."""
+
+    def __call__(self, value: Any) -> str:
+        from .models import RANDOM_FAMILIES, _HUB_ID
+
+        value = Str()(value)
+        if value == "toy" or value.startswith("random:") and value[7:] in RANDOM_FAMILIES:
+            return value
+        if Path(value).expanduser().is_dir() or _HUB_ID.match(value):
+            return value
+        families = ", ".join(f"random:{f}" for f in RANDOM_FAMILIES)
+        raise ParameterError(f"{value!r} is not 'toy', {families}, an existing folder or a Hub id 'org/name'")
+
+
+DEVICE = Choice(("auto", "cpu", "cuda", "mps"))
+DTYPE = Choice(("auto", "fp32", "fp16", "bf16"))
+
+
+def _in_range(value: float, low: float | None, high: float | None) -> None:
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ParameterError(f"{value!r} is outside [{low}, {high}]")
+
+
+# ----------------------------------------------------------------------------- the check
+
+
+def check_parameters(namespace: Mapping[str, Any], spec: Mapping[str, Callable[[Any], Any]]) -> SimpleNamespace:
+    """Validate a notebook's parameters; return them, normalised, as ``P.name``.
+
+    Args:
+        namespace: the notebook's ``globals()`` right after the parameters cell.
+        spec: parameter name → validator (``Int(1, 100)``, ``Model()``…); every declared
+            parameter appears here, and nothing else.
+
+    Raises:
+        ParameterError: a parameter is missing, unknown (papermill's ``-p stpes 3``), or invalid.
+    """
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for name, check in spec.items():
+        if name not in namespace:
+            problems.append(f"{name}: missing (declare it in the parameters cell)")
+            continue
+        try:
+            values[name] = check(namespace[name])
+        except ParameterError as err:
+            problems.append(f"{name}: {err}")
+    for name in _unknown_names(namespace, spec):
+        if name == "grid":
+            problems.append("grid: a preset's parameter grid is for batch reruns; run it with `make rerun` (sdprobe.runs)")
+            continue
+        hint = difflib.get_close_matches(name, list(spec), n=1)
+        problems.append(f"{name}: not a parameter of this notebook" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    if problems:
+        declared = ", ".join(spec)
+        raise ParameterError("bad notebook parameters:\n  " + "\n  ".join(problems) + f"\nDeclared: {declared}")
+    return SimpleNamespace(**values)
+
+
+def _unknown_names(namespace: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    return sorted(
+        name for name, value in namespace.items()
+        if not name.startswith("_") and name not in spec and name not in _IPYTHON_NAMES
+        and isinstance(value, _PLAIN)
+    )
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = True) -> str:
+    """Show the chapter's closing table: each claim or number of the paper, ours, and our model.
+
+    Each row has keys ``what``, ``paper``, ``ours``, ``model`` and optionally ``verdict``. The rows
+    also travel in the output's metadata (``REPORT_KEY``) so that batch reruns can gather them.
+    Returns the HTML shown.
+    """
+    columns = ["what", "paper", "ours", "model", "verdict"]
+    clean = [{c: _cell(row.get(c, "")) for c in columns} for row in rows]
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in columns) + "</tr>" for r in clean)
+    table = f'<table class="sdprobe-report"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    if display:
+        from IPython.display import HTML
+        from IPython.display import display as show
+
+        show(HTML(table), metadata={REPORT_KEY: clean})
+    return table
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def in_colab() -> bool:
+    """True inside Google Colab (the install cell runs only there)."""
+    return "google.colab" in sys.modules
