@@ -143,3 +143,12 @@ def _scale_after(scheduler) -> float:
         sigma = float(scheduler.sigmas[min(index, len(scheduler.sigmas) - 1)])
         return 1.0 / (1.0 + sigma**2) ** 0.5
     return 1.0
+
+
+def trajectory_gap(a: Trajectory, b: Trajectory, *, which: str = "x0") -> np.ndarray:
+    """Per step, the mean absolute difference between two runs' latents (``"latent"``) or
+    predicted clean latents (``"x0"``): where two prompts from the same noise part ways. ``[steps]``"""
+    if len(a) != len(b):
+        raise ValueError(f"trajectories differ in length: {len(a)} and {len(b)} steps")
+    pick = (lambda t, i: t.x0[i]) if which == "x0" else (lambda t, i: t.latent(i + 1))
+    return np.array([(pick(a, i).float() - pick(b, i).float()).abs().mean().item() for i in range(len(a))])

@@ -1,0 +1,93 @@
+"""Figures for the book. Every function returns a matplotlib ``Figure`` built without pyplot,
+so a notebook shows it exactly once (as the cell's value) and nothing leaks between cells."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+__all__ = ["image_grid", "latent_channels", "line_plot", "to_pil"]
+
+
+def to_pil(x: torch.Tensor | np.ndarray | Image.Image) -> Image.Image:
+    """A ``[3, H, W]`` tensor in ``[-1, 1]`` (or an ``[H, W, 3]`` uint8 array) → PIL image."""
+    if isinstance(x, Image.Image):
+        return x
+    if torch.is_tensor(x):
+        arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+    else:
+        arr = np.asarray(x)
+    return Image.fromarray(arr)
+
+
+def image_grid(
+    images: Sequence[Image.Image | torch.Tensor | np.ndarray],
+    titles: Sequence[str] | None = None,
+    *,
+    cols: int | None = None,
+    size: float = 2.0,
+    title: str | None = None,
+    cmap: str | None = None,
+) -> Figure:
+    """Show images in a grid, one title each. 2-D arrays are shown with ``cmap`` and a colour bar."""
+    n = len(images)
+    cols = cols or n
+    rows = -(-n // cols)
+    fig = Figure(figsize=(size * cols, size * rows + (0.4 if title else 0.0)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        img = images[i]
+        if isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2:
+            shown = ax.imshow(np.asarray(img, dtype=np.float32), cmap=cmap or "magma")
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+        else:
+            ax.imshow(to_pil(img))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def latent_channels(latent: torch.Tensor, *, size: float = 2.0, title: str | None = None) -> Figure:
+    """The channels of one latent ``[C, h, w]`` side by side, each on its own colour scale."""
+    chans = [latent[c].detach().float().cpu().numpy() for c in range(latent.shape[0])]
+    return image_grid(chans, [f"channel {c}" for c in range(len(chans))], size=size, title=title, cmap="RdBu_r")
+
+
+def line_plot(
+    x: Sequence[float] | np.ndarray,
+    series: Mapping[str, Sequence[float] | np.ndarray],
+    *,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    logy: bool = False,
+    size: tuple[float, float] = (6.0, 3.2),
+    marks: Mapping[str, float] | None = None,
+) -> Figure:
+    """One or more named curves over a shared x axis; ``marks`` draws labelled vertical lines."""
+    fig = Figure(figsize=size, layout="constrained")
+    ax = fig.subplots()
+    for name, ys in series.items():
+        ax.plot(x, ys, label=name)
+    for label, at in (marks or {}).items():
+        ax.axvline(at, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig

@@ -1,0 +1,277 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # How Stable Diffusion works
+#
+# A widely shared explainer of 2022 told the story of Stable Diffusion in a dozen steps: diffusion
+# adds a little noise to an image again and again; a network learns to undo one step of it; applied
+# over and over, that network turns pure noise into a picture; the whole thing runs in a small
+# *latent* space instead of on pixels; and a prompt steers every step through cross-attention.
+# This chapter turns each of those steps into something you can run and look at.
+#
+# Everything below goes through the same library calls whatever the model: change `model` in the
+# parameters cell to `"CompVis/stable-diffusion-v1-4"` on a GPU and the same figures come from the
+# real weights.
+
+# %%
+# Colab only: fetch the project and install it next to Colab's own torch (skipped elsewhere).
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    _repo = "https://github.com/sdprobe/inside-stable-diffusion"
+    subprocess.run(["git", "clone", "--depth", "1", _repo, "/content/isd"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "diffusers", "transformers", "accelerate",
+                    "safetensors", "papermill", "jupytext"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/isd"], check=True)
+    sys.path.insert(0, "/content/isd/lib")
+    os.chdir("/content/isd/notebooks")
+
+# %% tags=["parameters"]
+model = "random:sd1-tiny"  # "toy", "random:sd1", a local folder, or a Hub id such as "CompVis/stable-diffusion-v1-4"
+device = "auto"  # "auto" picks CUDA, then MPS, then the CPU
+dtype = "auto"  # "auto": fp16 on a GPU, fp32 on the CPU
+seed = 0
+steps = 50
+guidance = 7.5
+height = 128
+width = 128
+scheduler = "ddim"
+prompt = "a dog runs across the field"
+other_prompt = "an arctic fox in the snow"
+noise_levels = [0, 50, 100, 250, 500, 750, 999]  # training timesteps shown in the forward strip
+show_at = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # fractions of the way through denoising
+guidance_scales = [1.0, 2.0, 4.0, 7.5, 12.0]
+
+# %%
+import sdprobe
+from sdprobe.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
+
+P = check_parameters(globals(), {
+    "model": Model(), "device": DEVICE, "dtype": DTYPE, "seed": Int(0, 2**63 - 1),
+    "steps": Int(2, 1000), "guidance": Float(0.0, 50.0), "height": Size(), "width": Size(),
+    "scheduler": Choice(("ddim", "pndm", "lms", "euler", "euler-a", "dpm", "ddpm")),
+    "prompt": Str(), "other_prompt": Str(),
+    "noise_levels": ListOf(Int(0, 999)), "show_at": ListOf(Float(0.0, 1.0)),
+    "guidance_scales": ListOf(Float(0.0, 50.0), min_len=2),
+})
+
+# %%
+import numpy as np
+import pandas as pd
+import torch
+
+from sdprobe import plots
+from sdprobe.conditioning import cross_attention_table, prompt_tokens, text_embedding_shapes
+from sdprobe.diffusion import add_noise, noise_schedule, unet_flops
+from sdprobe.latents import decode_latents, encode_images, images_to_tensor, latent_scale_factor
+from sdprobe.scenes import demo_scene
+from sdprobe.trajectory import record_trajectory, trajectory_gap
+
+pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
+MODEL = sdprobe.model_label(pipe)
+
+
+def generate(text: str, *, scale: float = P.guidance):
+    """One image from the shared seed, with its trajectory."""
+    with record_trajectory(pipe) as traj:
+        image = pipe(text, num_inference_steps=P.steps, guidance_scale=scale, height=P.height, width=P.width,
+                     generator=torch.Generator("cpu").manual_seed(P.seed)).images[0]
+    return image, traj
+
+
+pd.DataFrame(
+    {
+        "the explainer (Stable Diffusion v1)": ["SD v1.x", "512 × 512", "64 × 64 × 4", "1000", "not stated", "CLIP ViT-L/14"],
+        "this run": [MODEL, f"{P.height} × {P.width}", f"{P.height // 8} × {P.width // 8} × 4",
+                     str(pipe.scheduler.config.num_train_timesteps), f"{P.steps} ({type(pipe.scheduler).__name__})",
+                     type(pipe.text_encoder).__name__],
+    },
+    index=["model", "image", "latent", "training timesteps T", "sampling steps", "text encoder"],
+)
+
+# %% [markdown]
+# Which model drew the figures of this page is printed in the table above and in every figure
+# title. The default, `random:sd1-tiny`, is Stable Diffusion 1.x's architecture shrunk and left
+# with **random weights**: every mechanism below runs for real, but its pictures are not meant to
+# look like anything. Run the notebook with a trained model to see dogs and foxes.
+#
+# ## 1. Diffusion: adding a little noise, many times
+#
+# The forward process corrupts a clean image $x_0$ over $T = 1000$ steps. Each step mixes in a
+# little Gaussian noise with variance $\beta_t$; because Gaussians add up, any step can be reached
+# in one jump, $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$, where
+# $\bar\alpha_t = \prod_{s \le t}(1-\beta_s)$. Stable Diffusion's betas grow on a "scaled linear"
+# schedule from 0.00085 to 0.012.
+
+# %%
+scene = demo_scene(P.height)
+strip = add_noise(pipe.scheduler, images_to_tensor(scene)[0], P.noise_levels, generator=torch.Generator().manual_seed(P.seed))
+plots.image_grid(list(strip), [f"t = {t}" for t in P.noise_levels], size=1.6,
+                 title="Fig. 1 — the forward process, left to right (pixel space, one shared noise draw)")
+
+# %%
+sched = noise_schedule(pipe.scheduler)
+plots.line_plot(sched["t"], {"signal  √ᾱ_t": sched["signal"], "noise  √(1−ᾱ_t)": sched["noise"]},
+                xlabel="training timestep t", ylabel="weight in x_t",
+                title="Fig. 2 — how much of x₀ survives at each step")
+
+# %%
+signal_left = {t: round(float(sched["signal"][t]), 3) for t in (250, 500, 750, 999)}
+print("share of the image left at t:", signal_left)
+
+# %% [markdown]
+# By the last step only about 7 % of the original signal is left: $x_T$ is, for practical
+# purposes, pure noise. That is where generation starts.
+#
+# ## 2. Denoising: $f(f(\dots f(N, T)\dots, 2), 1)$
+#
+# The network learns the reverse of one step: given a noisy $x_t$ and $t$, predict the noise in it
+# (or, for SD 2.x, the "velocity" $v$). A *scheduler* turns each prediction into the next, slightly
+# cleaner latent, so the final latent really is $f$ applied again and again to pure noise $N$. In
+# Stable Diffusion $f$ is a U-Net. Recording the loop shows both what the sampler holds at each
+# step ($x_t$, top row) and the clean image the network predicts from it at that moment
+# ($\hat x_0$, bottom row).
+
+# %%
+image, traj = generate(P.prompt)
+picks = sorted({min(len(traj) - 1, round(f * (len(traj) - 1))) for f in P.show_at}, reverse=False)
+row_xt = [traj.decode(pipe, i)[0] for i in picks]
+row_x0 = [traj.decode(pipe, i, which="x0")[0] for i in picks]
+plots.image_grid(row_xt + row_x0, [f"x_t, step {i + 1}" for i in picks] + [f"x̂₀, step {i + 1}" for i in picks],
+                 cols=len(picks), size=1.7, title=f"Fig. 3 — denoising, right to left in the explainer's picture ({MODEL})")
+
+# %%
+calls = len(traj) * (2 if P.guidance > 1 else 1)
+change = [traj.step_difference(i, i + 1).mean().item() for i in range(len(traj))]
+print(f"scheduler steps: {len(traj)}; U-Net evaluations: {calls} (two per step under classifier-free guidance)")
+plots.line_plot(np.arange(1, len(traj) + 1), {"mean |x_t+1 − x_t|": change}, xlabel="denoising step", ylabel="latent change",
+                title="Fig. 4 — how much each application of f changes the latent")
+
+# %% [markdown]
+# ## 3. The latent space: encoder $\mathcal{E}$ and decoder $\mathcal{D}$
+#
+# Running a U-Net on 512 × 512 × 3 pixels a hundred times per image is slow. Stable Diffusion's
+# key move is to run diffusion on a compressed representation instead: a variational autoencoder
+# maps an image $x$ to $z = \mathcal{E}(x)$ with 8× fewer rows and columns and 4 channels, and maps
+# latents back with $\mathcal{D}$. Noise is added to, and removed from, $z$.
+
+# %%
+z = encode_images(pipe, scene)
+recon = decode_latents(pipe, z)[0]
+factor = latent_scale_factor(pipe)
+pixels, latents = 3 * P.height * P.width, z[0].numel()
+err = np.asarray(recon, dtype=np.float64) - np.asarray(scene, dtype=np.float64)
+psnr = 10 * np.log10(255.0**2 / np.mean(err**2))
+print(f"image {tuple(images_to_tensor(scene).shape[1:])} -> latent {tuple(z.shape[1:])}: "
+      f"{factor}x smaller per side, {pixels / latents:.0f}x fewer numbers; reconstruction PSNR {psnr:.1f} dB")
+plots.image_grid([scene, recon], ["x", "D(E(x))"], size=2.2, title=f"Fig. 5 — through the VAE and back ({MODEL})")
+
+# %%
+plots.latent_channels(z[0], title="Fig. 6 — the four channels of z = E(x)")
+
+# %%
+flops_latent = unet_flops(pipe, P.height // factor, P.width // factor)
+flops_pixel = unet_flops(pipe, P.height, P.width)
+print(f"one U-Net call: {flops_latent / 1e9:.3g} GFLOP on the latent grid, {flops_pixel / 1e9:.3g} GFLOP on a "
+      f"pixel-sized grid ({flops_pixel / flops_latent:.0f}x more)")
+
+# %% [markdown]
+# ## 4. The prompt enters through cross-attention
+#
+# The denoiser is really $f(x, t, y)$ with a *context* $y$. For text, $y$ is the prompt run through
+# CLIP's text encoder: 77 token positions, each a vector. Inside the U-Net, cross-attention layers
+# let every position of the image features (the queries) read from those 77 vectors (keys and
+# values). The explainer names two ways to inject context, concatenation and cross-attention; text
+# takes the second path, while the timestep is added to the features, and image-shaped contexts
+# (an inpainting mask, say) are concatenated to the latent.
+
+# %%
+prompt_tokens(pipe, P.prompt).T
+
+# %%
+print({k: list(v) for k, v in text_embedding_shapes(pipe, P.prompt).items()})
+cross_attention_table(pipe)
+
+# %% [markdown]
+# Same seed, same starting noise, two prompts: the trajectories start identical and part ways as
+# the text pulls each towards its own picture.
+
+# %%
+other, traj_other = generate(P.other_prompt)
+gap = trajectory_gap(traj, traj_other, which="x0")
+half = int(np.argmax(gap >= gap.max() / 2)) + 1
+plots.image_grid([image, other], [P.prompt, P.other_prompt], size=2.4, title=f"Fig. 7 — one noise, two prompts ({MODEL})")
+
+# %%
+print(f"predicted images differ by half their final gap from step {half} of {len(traj)}")
+plots.line_plot(np.arange(1, len(gap) + 1), {"mean |x̂₀(prompt A) − x̂₀(prompt B)|": gap}, xlabel="denoising step",
+                ylabel="gap", title="Fig. 8 — where the two prompts part ways", marks={"half": half})
+
+# %% [markdown]
+# ## 5. Classifier-free guidance
+#
+# At every step the U-Net runs twice, with the prompt and with an empty prompt, and the sampler
+# extrapolates from the second towards the first: $\hat\varepsilon = \varepsilon_\varnothing + s\,
+# (\varepsilon_y - \varepsilon_\varnothing)$. The scale $s$ trades variety for faithfulness to the
+# prompt; $s = 1$ is the plain conditional model.
+
+# %%
+sweep = {s: generate(P.prompt, scale=s) for s in P.guidance_scales}
+plots.image_grid([sweep[s][0] for s in P.guidance_scales], [f"s = {s:g}" for s in P.guidance_scales], size=1.9,
+                 title=f"Fig. 9 — guidance scale swept, same seed ({MODEL})")
+
+# %%
+base = sweep[P.guidance_scales[0]][1].latents[-1]
+shift = {f"s = {s:g}": round((sweep[s][1].latents[-1] - base).abs().mean().item(), 4) for s in P.guidance_scales}
+print(f"final-latent distance from s = {P.guidance_scales[0]:g}:", shift)
+
+# %% [markdown]
+# ## 6. Other contexts
+#
+# The explainer closes on the flexibility of the context mechanism: swap the label for a masked
+# image or a segmentation map and the same machinery inpaints or synthesises from a layout. Where
+# each appears in this book or in diffusers:
+#
+# | context $y$ | how it is injected | where to see it |
+# |---|---|---|
+# | text prompt | cross-attention (keys/values from CLIP) | this chapter; heat maps of the attention in chapter 01 |
+# | several prompts read as one sequence | cross-attention, text encoder under a custom mask | chapter 02 (hopping mask) |
+# | masked image + mask (inpainting) | concatenation: 4 + 1 + 4 input channels | `StableDiffusionInpaintPipeline` |
+# | a starting image (image-to-image) | the initial latent: $\mathcal{E}(x)$ noised to step $t$ | `StableDiffusionImg2ImgPipeline` |
+# | boxes / layout | extra attention tokens (GLIGEN) or placed noise | `StableDiffusionGLIGENPipeline`; chapter 03 (seedling transplant) |
+# | edges, depth, segmentation maps | a side network adding features to the U-Net (ControlNet) | `StableDiffusionControlNetPipeline` |
+# | another run's U-Net features | features replaced inside the U-Net | chapter 04 (feature swap) |
+#
+# ## Reproduction report
+#
+# The explainer makes no measurements; its claims are mechanisms. Here each is checked on the run
+# above.
+
+# %%
+sdprobe.notebook.reproduction_report([
+    {"what": "after T noising steps an image is pure noise", "paper": "x_T is pure noise",
+     "ours": f"√ᾱ_T = {sched['signal'][-1]:.3f} of the signal left at t = {len(sched['t']) - 1}", "model": MODEL,
+     "verdict": "holds"},
+    {"what": "generation applies the denoiser f once per step", "paper": "f(f(…f(N,T)…,2),1)",
+     "ours": f"{len(traj)} scheduler steps, {calls} U-Net calls", "model": MODEL, "verdict": "holds"},
+    {"what": "diffusion runs on a compressed latent", "paper": "z(x) of lower dimension",
+     "ours": f"{pixels / latents:.0f}x fewer numbers; U-Net {flops_pixel / flops_latent:.0f}x cheaper per call", "model": MODEL,
+     "verdict": "holds"},
+    {"what": "the prompt steers denoising", "paper": "f(x, t, y) with y the context",
+     "ours": f"same noise, two prompts: x̂₀ gap reaches half its final size at step {half}/{len(traj)}", "model": MODEL,
+     "verdict": "holds" if gap[-1] > 0 else "does not hold"},
+])
