@@ -15,7 +15,6 @@ export TQDM_DISABLE := 1
 export SDPROBE_PROGRESS := 0
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export MPLBACKEND := Agg
 
 NOTEBOOKS ?= all
 PRESETS   ?= default

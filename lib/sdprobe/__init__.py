@@ -12,11 +12,24 @@ _quiet.install()
 
 from .layers import Layer, layer_map, resolve_layers, text_layers
 from .models import ModelNotAvailableError, family_of, load_pipeline, model_label
+from .textmask import (
+    MASK_KINDS, PromptEmbeds, PromptLayout, PromptTooLongError,
+    build_mask, encode_prompts, generate_per_prompt, mask_figure, prompt_layout,
+)
 from .trajectory import Trajectory, record_trajectory
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MASK_KINDS",
+    "PromptEmbeds",
+    "PromptLayout",
+    "PromptTooLongError",
+    "build_mask",
+    "encode_prompts",
+    "generate_per_prompt",
+    "mask_figure",
+    "prompt_layout",
     "Layer",
     "ModelNotAvailableError",
     "Trajectory",

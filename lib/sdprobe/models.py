@@ -237,7 +237,7 @@ def _load_pretrained(located: tuple[str, bool], label: str, dtype: torch.dtype) 
     if "safety_checker" in index:  # the documents' experiments ran without it
         extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
     try:
-        pipe = cls.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True, **extra)
+        pipe = cls.from_pretrained(folder, dtype=dtype, use_safetensors=True, **extra)
     except (OSError, ValueError, EnvironmentError) as err:
         raise ModelNotAvailableError(f"cannot load {label!r} from {folder}: {err}".splitlines()[0]) from None
     pipe.register_to_config(_name_or_path=label)
@@ -276,6 +276,9 @@ def _build_random(family: str, device: torch.device, dtype: torch.dtype, seed: i
             )
     sched_cfg = _read_config(family, "scheduler")
     components["scheduler"] = SCHEDULERS_BY_CLASS[sched_cfg["_class_name"]].from_config(sched_cfg)
+    for module in components.values():
+        if isinstance(module, torch.nn.Module):  # from_config leaves modules in training mode
+            module.eval().requires_grad_(False)
     cls = _PIPELINE_CLASSES[spec["_class_name"]]
     if cls is StableDiffusionPipeline:
         components.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)

@@ -212,12 +212,13 @@ def _unknown_names(namespace: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
 # ----------------------------------------------------------------------------- the report
 
 
-def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = True) -> str:
+def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = True) -> str | None:
     """Show the chapter's closing table: each claim or number of the paper, ours, and our model.
 
     Each row has keys ``what``, ``paper``, ``ours``, ``model`` and optionally ``verdict``. The rows
     also travel in the output's metadata (``REPORT_KEY``) so that batch reruns can gather them.
-    Returns the HTML shown.
+    Returns the table's HTML when ``display=False``; otherwise shows it and returns None, so the
+    cell does not print the HTML a second time as text.
     """
     columns = ["what", "paper", "ours", "model", "verdict"]
     clean = [{c: _cell(row.get(c, "")) for c in columns} for row in rows]
@@ -229,6 +230,7 @@ def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = Tr
         from IPython.display import display as show
 
         show(HTML(table), metadata={REPORT_KEY: clean})
+        return None
     return table
 
 

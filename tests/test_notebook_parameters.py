@@ -1,0 +1,73 @@
+"""check_parameters and the reproduction report: what every chapter's first cells rely on."""
+
+from __future__ import annotations
+
+import pytest
+
+from sdprobe.notebook import (
+    REPORT_KEY, Bool, Choice, Float, Int, ListOf, Model, ParameterError, Size, Str, check_parameters,
+    reproduction_report,
+)
+
+SPEC = {"model": Model(), "steps": Int(1, 1000), "guidance": Float(0, 50), "height": Size(),
+        "prompts": ListOf(Str()), "flag": Bool(), "scheduler": Choice(("ddim", "pndm"))}
+GOOD = {"model": "toy", "steps": 50, "guidance": 7, "height": 128, "prompts": ["a dog"], "flag": True,
+        "scheduler": "ddim"}
+
+
+def test_valid_parameters_come_back_normalised():
+    params = check_parameters({**GOOD, "In": [], "_": None}, SPEC)
+    assert params.steps == 50 and params.guidance == 7.0 and isinstance(params.guidance, float)
+    assert params.prompts == ["a dog"]
+
+
+def test_a_misspelt_parameter_is_named_with_a_suggestion():
+    with pytest.raises(ParameterError, match=r"stpes: not a parameter of this notebook \(did you mean 'steps'\?\)"):
+        check_parameters({**GOOD, "stpes": 3}, SPEC)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(ParameterError) as err:
+        check_parameters({**GOOD, "steps": 0, "height": 100, "scheduler": "heun"}, SPEC)
+    message = str(err.value)
+    assert "steps: 0 is outside [1, 1000]" in message
+    assert "height: image sizes must be multiples of 8" in message
+    assert "scheduler: expected one of ['ddim', 'pndm']" in message
+
+
+def test_a_missing_parameter_is_reported():
+    params = dict(GOOD)
+    del params["flag"]
+    with pytest.raises(ParameterError, match="flag: missing"):
+        check_parameters(params, SPEC)
+
+
+@pytest.mark.parametrize(("check", "value"), [
+    (Int(0, 10), True), (Int(0, 10), 1.5), (Float(0, 1), "0.5"), (Bool(), 1), (Str(), "  "),
+    (ListOf(Int(), min_len=2), [1]), (ListOf(Int()), "1,2"), (Model(), "random:sd9"), (Model(), "no such model"),
+])
+def test_bad_values_are_refused(check, value):
+    with pytest.raises(ParameterError):
+        check(value)
+
+
+@pytest.mark.parametrize("name", ["toy", "random:sd1", "random:sdxl-tiny", "CompVis/stable-diffusion-v1-4"])
+def test_model_names_load_pipeline_accepts_pass(name):
+    assert Model()(name) == name
+
+
+def test_a_preset_grid_is_pointed_to_batch_reruns():
+    with pytest.raises(ParameterError, match="make rerun"):
+        check_parameters({**GOOD, "grid": {"seed": [1, 2]}}, SPEC)
+
+
+def test_report_escapes_cells_and_formats_floats():
+    html = reproduction_report([{"what": "a < b", "paper": 0.123456, "ours": 1, "model": "toy"}], display=False)
+    assert "a &lt; b" in html and "0.1235" in html and html.count("<tr>") == 2
+
+
+def test_report_rows_travel_in_the_output_metadata(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, metadata=None: shown.append(metadata))
+    assert reproduction_report([{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]) is None
+    assert shown == [{REPORT_KEY: [{"what": "x", "paper": "1", "ours": "2", "model": "toy", "verdict": ""}]}]

@@ -1,0 +1,117 @@
+"""Batch reruns: notebooks × presets × grids, resumable, failure-tolerant, atomically written."""
+
+from __future__ import annotations
+
+import textwrap
+
+import nbformat
+import pytest
+
+from sdprobe.runs import (
+    NotebookRunError, SelectionError, execute_notebook, expand_grid, failed_path, load_preset, main,
+    parse_grid, plan_batch, read_report_rows, run_batch, run_name, select_notebooks,
+)
+
+DEMO = textwrap.dedent('''\
+    # %% tags=["parameters"]
+    value = 1
+    fail = False
+
+    # %%
+    import sdprobe.notebook as nb
+    P = nb.check_parameters(globals(), {"value": nb.Int(0, 100), "fail": nb.Bool()})
+
+    # %%
+    if P.fail:
+        raise RuntimeError(f"asked to fail at value {P.value}")
+    nb.reproduction_report([{"what": "double", "paper": "2v", "ours": str(2 * P.value), "model": "none"}])
+    ''')
+
+
+@pytest.fixture()
+def layout(tmp_path):
+    notebooks, presets = tmp_path / "notebooks", tmp_path / "presets" / "00_demo"
+    notebooks.mkdir()
+    presets.mkdir(parents=True)
+    (notebooks / "00_demo.py").write_text(DEMO)
+    (presets / "default.yaml").write_text("value: 3\n")
+    (presets / "sweep.yaml").write_text("grid:\n  value: [1, 2]\n  fail: [false, true]\n")
+    (presets / "bad.yaml").write_text("grid:\n  value: 4\n")
+    return {"notebooks_dir": notebooks, "presets_dir": tmp_path / "presets", "out_dir": tmp_path / "runs"}
+
+
+def test_grid_points_are_the_cartesian_product_in_axis_order():
+    assert expand_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
+    assert expand_grid({}) == [{}]
+    assert parse_grid(["seed=1,2", "fast=true"]) == {"seed": [1, 2], "fast": [True]}
+    with pytest.raises(SelectionError, match="name=value1,value2"):
+        parse_grid(["seed"])
+
+
+def test_run_names_are_readable_safe_and_unique():
+    assert run_name({}) == "base"
+    assert run_name({"steps": 20, "seed": 1}) == "seed=1_steps=20"
+    spaced_a, spaced_b = run_name({"prompt": "a dog"}), run_name({"prompt": "a/dog"})
+    assert "/" not in spaced_b and " " not in spaced_a and spaced_a != spaced_b
+
+
+def test_selection_errors_list_what_exists(layout):
+    with pytest.raises(SelectionError, match="available: 00_demo"):
+        select_notebooks(["07"], layout["notebooks_dir"])
+    with pytest.raises(SelectionError, match="available: bad, default, sweep"):
+        load_preset("00_demo", "paper", layout["presets_dir"])
+    with pytest.raises(SelectionError, match="non-empty list"):
+        load_preset("00_demo", "bad", layout["presets_dir"])
+
+
+def test_plan_expands_presets_and_grids_into_output_paths(layout):
+    runs = plan_batch(["00"], ["default", "sweep"], **layout)
+    assert [r.label for r in runs] == [
+        "00_demo/default/base", "00_demo/sweep/fail=false_value=1", "00_demo/sweep/fail=true_value=1",
+        "00_demo/sweep/fail=false_value=2", "00_demo/sweep/fail=true_value=2"]
+    assert runs[0].output == layout["out_dir"].resolve() / "00_demo" / "default" / "base.ipynb"
+    assert runs[0].parameters == {"value": 3}
+
+
+@pytest.mark.slow
+def test_batch_keeps_going_past_failures_resumes_and_gathers_one_report(layout):
+    first = run_batch(["00"], ["default", "sweep"], **layout)
+    assert len(first.completed) == 3 and len(first.failed) == 2 and not first.skipped
+    for run, err in first.failed:
+        assert not run.output.exists()
+        assert err.partial == failed_path(run.output) and err.partial.exists()
+        assert "asked to fail" in err.summary
+    assert sorted(first.report["ours"]) == ["2", "4", "6"]
+    assert (layout["out_dir"] / "report.md").read_text().count("| 00_demo |") == 3
+
+    again = run_batch(["00"], ["default", "sweep"], **layout)
+    assert len(again.skipped) == 3 and not again.completed and len(again.failed) == 2
+    assert len(again.report) == 3
+
+
+@pytest.mark.slow
+def test_a_failed_execution_leaves_the_previous_output_untouched(layout, tmp_path):
+    source = layout["notebooks_dir"] / "00_demo.py"
+    output = tmp_path / "out" / "demo.ipynb"
+    execute_notebook(source, output, {"value": 5})
+    before = output.read_bytes()
+    assert read_report_rows(output)[0]["ours"] == "10"
+    with pytest.raises(NotebookRunError) as err:
+        execute_notebook(source, output, {"value": 6, "fail": True})
+    assert output.read_bytes() == before
+    partial = nbformat.read(err.value.partial, as_version=4)
+    assert partial.metadata.papermill.parameters == {"value": 6, "fail": True}
+    assert not [p for p in output.parent.iterdir() if ".partial." in p.name]
+
+
+@pytest.mark.slow
+def test_an_unknown_parameter_stops_the_notebook_with_a_clear_message(layout, tmp_path):
+    with pytest.raises(NotebookRunError, match="vlaue: not a parameter of this notebook"):
+        execute_notebook(layout["notebooks_dir"] / "00_demo.py", tmp_path / "x.ipynb", {"vlaue": 2})
+
+
+def test_command_line_reports_a_bad_selection_with_exit_status_2(layout, capsys):
+    status = main(["batch", "--notebooks", "09", "--notebooks-dir", str(layout["notebooks_dir"]),
+                   "--presets-dir", str(layout["presets_dir"]), "--out", str(layout["out_dir"])])
+    assert status == 2
+    assert "no notebook '09'" in capsys.readouterr().err
