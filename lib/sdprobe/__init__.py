@@ -12,6 +12,7 @@ _quiet.install()
 
 from .layers import Layer, layer_map, resolve_layers, text_layers
 from .models import ModelNotAvailableError, family_of, load_pipeline, model_label
+from .swap import FeatureStore, StoreMismatchError, estimate_store_nbytes, record_features, swap_features
 from .textmask import (
     MASK_KINDS, PromptEmbeds, PromptLayout, PromptTooLongError,
     build_mask, encode_prompts, generate_per_prompt, mask_figure, prompt_layout,
@@ -21,6 +22,11 @@ from .trajectory import Trajectory, record_trajectory
 __version__ = "0.1.0"
 
 __all__ = [
+    "FeatureStore",
+    "StoreMismatchError",
+    "estimate_store_nbytes",
+    "record_features",
+    "swap_features",
     "MASK_KINDS",
     "PromptEmbeds",
     "PromptLayout",

@@ -1,16 +1,39 @@
 """Figures for the book. Every function returns a matplotlib ``Figure`` built without pyplot,
-so a notebook shows it exactly once (as the cell's value) and nothing leaks between cells."""
+so a notebook shows it exactly once (as the cell's value) and nothing leaks between cells.
+
+Make new figures with :func:`new_figure`: a pyplot-free figure has no inline backend to draw it,
+so ours carries its own PNG representation for Jupyter, papermill and the book.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-__all__ = ["image_grid", "latent_channels", "line_plot", "to_pil"]
+__all__ = ["BookFigure", "image_grid", "latent_channels", "line_plot", "new_figure", "to_pil"]
+
+PNG_DPI = 100
+
+
+class BookFigure(Figure):
+    """A ``Figure`` that Jupyter shows as a PNG when it is a cell's value."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        # Fixed metadata: the same figure gives the same bytes on every run.
+        self.savefig(buffer, format="png", dpi=PNG_DPI, metadata={"Software": None})
+        return buffer.getvalue()
+
+
+def new_figure(**kwargs: Any) -> BookFigure:
+    """A pyplot-free figure that displays itself in notebooks (``kwargs`` go to ``Figure``)."""
+    return BookFigure(**kwargs)
 
 
 def to_pil(x: torch.Tensor | np.ndarray | Image.Image) -> Image.Image:
@@ -37,7 +60,7 @@ def image_grid(
     n = len(images)
     cols = cols or n
     rows = -(-n // cols)
-    fig = Figure(figsize=(size * cols, size * rows + (0.4 if title else 0.0)), layout="constrained")
+    fig = new_figure(figsize=(size * cols, size * rows + (0.4 if title else 0.0)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
     for i, ax in enumerate(axes):
         ax.set_axis_off()
@@ -74,7 +97,7 @@ def line_plot(
     marks: Mapping[str, float] | None = None,
 ) -> Figure:
     """One or more named curves over a shared x axis; ``marks`` draws labelled vertical lines."""
-    fig = Figure(figsize=size, layout="constrained")
+    fig = new_figure(figsize=size, layout="constrained")
     ax = fig.subplots()
     for name, ys in series.items():
         ax.plot(x, ys, label=name)

@@ -64,6 +64,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from .models import family_of
+from .plots import new_figure
 
 __all__ = [
     "MASK_KINDS",
@@ -529,7 +530,7 @@ def mask_figure(
         _check_kind(kind)
     n = min(layout.used + max(padding, 0), layout.max_length)
     names = list(labels if labels is not None else layout.labels())[:n]
-    fig = Figure(figsize=(size * len(kinds), size + 0.3), layout="constrained")
+    fig = new_figure(figsize=(size * len(kinds), size + 0.3), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(kinds), squeeze=False)).ravel()
     any_empty = False
     for ax, kind in zip(axes, kinds):

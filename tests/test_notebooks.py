@@ -1,0 +1,98 @@
+"""The conventions every chapter follows: paired sources, checked parameters, valid presets."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+import yaml
+
+from sdprobe.paths import NOTEBOOKS_DIR, PRESETS_DIR
+
+SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
+PRESETS = sorted(PRESETS_DIR.glob("*/*.yaml"))
+
+
+def declared_parameters(source: Path) -> dict[str, object]:
+    """Names and default values assigned in the notebook's ``parameters`` cell."""
+    cells = [c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{source.name}: expected exactly one cell tagged 'parameters', found {len(cells)}"
+    values = {}
+    for node in ast.parse(cells[0].source).body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
+            f"{source.name}: the parameters cell holds plain assignments only"
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
+
+
+def test_there_is_at_least_one_chapter():
+    assert SOURCES, f"no notebooks/NN_*.py in {NOTEBOOKS_DIR}"
+
+
+def cell_contents(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_py_and_ipynb_are_in_sync(source):
+    paired = source.with_suffix(".ipynb")
+    assert paired.is_file(), f"{paired.name} is missing: run `make execute` (or make book)"
+    executed = nbformat.read(paired, as_version=4)
+    assert "injected-parameters" not in str(cell_contents(executed)), "committed outputs ran with injected parameters"
+    assert cell_contents(executed) == cell_contents(jupytext.read(source)), (
+        f"{source.name} and {paired.name} differ: re-execute with "
+        f"`python -m sdprobe.runs book --notebooks {source.stem[:2]}`")
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_committed_outputs_are_complete_and_error_free(source):
+    nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(c.execution_count is not None for c in code), "some cells were never executed"
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{source.name} carries an error output: {errors[0].ename}"
+    assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), "no figure was rendered"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_parameters_are_checked_right_after_the_parameters_cell(source):
+    cells = jupytext.read(source).cells
+    index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+    check = cells[index + 1].source
+    assert "check_parameters(globals()" in check
+    for name in declared_parameters(source):
+        assert f'"{name}"' in check, f"{source.name}: parameter {name!r} is declared but never checked"
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_chapter_has_a_default_and_a_paper_preset(source):
+    folder = PRESETS_DIR / source.stem
+    assert (folder / "default.yaml").is_file() and (folder / "paper.yaml").is_file()
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_presets_name_only_parameters_their_notebook_declares(preset):
+    source = NOTEBOOKS_DIR / f"{preset.parent.name}.py"
+    assert source.is_file(), f"{preset} belongs to no notebook"
+    declared = declared_parameters(source)
+    values = yaml.safe_load(preset.read_text()) or {}
+    grid = values.pop("grid", {}) or {}
+    unknown = sorted((set(values) | set(grid)) - set(declared))
+    assert not unknown, f"{preset.name} names {unknown}, not parameters of {source.name}; declared: {sorted(declared)}"
+    for name, value in values.items():
+        default = declared[name]
+        assert value is None or default is None or isinstance(value, type(default)) \
+            or isinstance(default, float) and isinstance(value, int), f"{name}: {value!r} is not a {type(default).__name__}"
+
+
+def test_default_presets_match_the_notebook_defaults():
+    """`make book` runs the defaults: the default preset must describe that same run."""
+    for folder in sorted(PRESETS_DIR.iterdir()):
+        source = NOTEBOOKS_DIR / f"{folder.name}.py"
+        defaults = declared_parameters(source)
+        preset = yaml.safe_load((folder / "default.yaml").read_text()) or {}
+        preset.pop("grid", None)
+        assert {k: defaults[k] for k in preset} == preset, folder.name
