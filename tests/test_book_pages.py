@@ -1,0 +1,107 @@
+"""Every page of the built book opens in a real headless Chromium: figures load, no JavaScript
+error is logged, and nothing is fetched from another host.
+
+The HTML comes from `make html` (which `make test` runs first, from the committed notebook
+outputs). Chromium is Debian's (`make chromium`), driven by Playwright; no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from sdprobe.paths import REPO_ROOT
+
+HTML = REPO_ROOT / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Flags for a sandboxed machine without network: no background services, no GPU, no first-run UI.
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SKIP_PAGES = {"genindex.html", "search.html"}  # Sphinx's generated index pages hold no content of ours
+
+
+def book_pages() -> list[Path]:
+    if not (HTML / "index.html").is_file():
+        return []
+    return sorted(p for p in HTML.rglob("*.html")
+                  if "_static" not in p.parts and "_sources" not in p.parts and p.name not in SKIP_PAGES)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    handler = functools.partial(_QuietHandler, directory=str(HTML))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).is_file():
+        pytest.fail("Chromium is not installed: run `make chromium` (Debian's chromium package)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def test_the_book_was_built():
+    assert (HTML / "index.html").is_file(), f"no book in {HTML}: run `make html` first"
+    names = {p.relative_to(HTML).as_posix() for p in book_pages()}
+    assert {"book/intro.html", "book/bibliography.html", "notebooks/00_how_stable_diffusion_works.html"} <= names
+
+
+@pytest.mark.parametrize("page", book_pages(), ids=lambda p: p.relative_to(HTML).as_posix())
+def test_page_loads_its_figures_without_errors(page, server, browser):
+    url = f"{server}/{page.relative_to(HTML).as_posix()}"
+    errors: list[str] = []
+    foreign: list[str] = []
+    failed: list[str] = []
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.on("requestfailed", lambda req: failed.append(req.url))
+    tab.on("response", lambda res: failed.append(f"{res.status} {res.url}") if res.status >= 400 else None)
+    tab.on("request", lambda req: foreign.append(req.url) if _is_foreign(req.url, server) else None)
+    try:
+        response = tab.goto(url, wait_until="load")
+        assert response is not None and response.ok, f"{url}: HTTP {response and response.status}"
+        tab.wait_for_load_state("networkidle")  # index.html redirects; MathJax loads lazily
+        broken = tab.eval_on_selector_all(
+            "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+        count = tab.eval_on_selector_all("img", "imgs => imgs.length")
+    finally:
+        context.close()
+    assert not failed, f"failed requests: {failed}"
+    assert not foreign, f"requests to other hosts: {foreign}"
+    assert not broken, f"images that did not load: {broken}"
+    assert not errors, f"JavaScript errors: {errors}"
+    if page.parent.name == "notebooks":
+        assert count > 0, "a chapter page shows no figure"
+
+
+def _is_foreign(url: str, server: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in {"http", "https", "ws", "wss"} and f"{parsed.scheme}://{parsed.netloc}" != server
