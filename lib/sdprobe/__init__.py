@@ -10,11 +10,13 @@ from . import _quiet
 
 _quiet.install()
 
+from .attention import AttentionTrace, WordNotInPromptError, trace_attention
+from .conditioning import PromptTooLongError
 from .layers import Layer, layer_map, resolve_layers, text_layers
 from .models import ModelNotAvailableError, family_of, load_pipeline, model_label
 from .swap import FeatureStore, StoreMismatchError, estimate_store_nbytes, record_features, swap_features
 from .textmask import (
-    MASK_KINDS, PromptEmbeds, PromptLayout, PromptTooLongError,
+    MASK_KINDS, PromptEmbeds, PromptLayout,
     build_mask, encode_prompts, generate_per_prompt, mask_figure, prompt_layout,
 )
 from .trajectory import Trajectory, record_trajectory
@@ -22,6 +24,9 @@ from .trajectory import Trajectory, record_trajectory
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionTrace",
+    "WordNotInPromptError",
+    "trace_attention",
     "FeatureStore",
     "StoreMismatchError",
     "estimate_store_nbytes",

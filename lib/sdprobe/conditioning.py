@@ -7,7 +7,11 @@ import torch
 
 from .layers import layer_map
 
-__all__ = ["cross_attention_table", "prompt_tokens", "text_embedding_shapes"]
+__all__ = ["PromptTooLongError", "cross_attention_table", "prompt_tokens", "text_embedding_shapes"]
+
+
+class PromptTooLongError(ValueError):
+    """Text that does not fit the text encoder's context (77 positions, start and end included)."""
 
 
 def prompt_tokens(pipe, prompt: str) -> pd.DataFrame:

@@ -63,6 +63,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from PIL import Image
 
+from .conditioning import PromptTooLongError
 from .models import family_of
 from .plots import new_figure
 
@@ -84,10 +85,6 @@ MASK_KINDS = ("causal", "hopping", "hopping-code")
 
 #: Attention implementations that apply a custom 4-D float mask (``flex_attention`` untested).
 _MASKABLE_ATTENTION = ("eager", "sdpa")
-
-
-class PromptTooLongError(ValueError):
-    """The joint sequence of all prompts does not fit the text encoder's 77 positions."""
 
 
 # ----------------------------------------------------------------------------- layout

@@ -1,0 +1,597 @@
+"""Cross-attention capture and DAAM heat maps.
+
+    with sdprobe.trace_attention(pipe) as trace:
+        image = pipe("a dog runs across the field", num_inference_steps=50).images[0]
+    trace.word_heatmap("dog")                    # DAAM's global word map  [h, w] float32 (latent size)
+    trace.word_heatmap("dog", step=25)           # the map of one step
+    trace.word_heatmap("dog", steps=range(20, 30))
+    trace.token_heatmap(0)                       # any of the 77 positions, start and end included
+
+**Capture.** :func:`trace_attention` installs a :class:`CrossAttentionRecorder` on every
+cross-attention module (``attn2``) through diffusers' attention-processor API
+(``Attention.set_processor``); self-attention keeps its processor. The recorder computes exactly
+what diffusers' ``AttnProcessor2_0`` computes (the same operations, so the image is bit-identical)
+and, beside it, the softmax probabilities ``softmax(q k^T * scale)`` in float32 for the images'
+conditional half of the classifier-free-guidance batch (the unconditional half on request). They
+are aggregated online: per layer and head, summed over the steps at the layer's own resolution
+(DAAM's accumulator); per step only when ``keep_steps`` (head-averaged unless ``keep_heads``).
+Two forward pre-hooks, on the U-Net and on the text encoder, count the steps and read the token
+ids the model saw. Everything is restored on exit, also after an exception.
+
+**DAAM's aggregation** (Tang et al., ACL 2023; castorini/daam 0.2.0, ``trace.py`` and
+``heatmap.py``), which :meth:`AttentionTrace.word_heatmap` reproduces by default:
+
+* layers: every cross-attention module of the down and up blocks; the mid block is left out
+  (DAAM hooks it only to save heads, and its 1/8-scale maps are DAAM's skipped "factor 8");
+* each (layer, head) map summed over all U-Net calls, then upsampled bicubically to the latent
+  size and clamped at 0, then averaged with equal weight over all (layer, head) pairs;
+* a word's map is the mean of its sub-token maps over every occurrence of the word (position + 1
+  for the start token). No normalisation.
+
+Differences from DAAM, all deliberate: maps are per image (DAAM folds ``num_images_per_prompt``
+into its head axis and refuses prompt lists); non-square latents work; the default target size is
+the generation's own latent size (DAAM upsamples to 64x64 when ``sample_size * 8`` is 512 or 1024,
+else to 96x96, whatever the image size; pass ``size=`` to get its choice); a word matches whole
+words only (DAAM also matches a word's tokens inside longer words).
+
+**Steps** are U-Net calls, numbered from 0 within one pipeline call: for every scheduler the
+number of inference steps, except PNDM (SD 1.x's default), which calls the U-Net ``steps + 1``
+times; the same numbering as :class:`sdprobe.Trajectory`. ``trace.timesteps[i]`` gives the
+timestep of step ``i``.
+
+**One generation.** A trace holds the last pipeline call made inside it: a new call (detected when
+the text encoder runs again after the U-Net, or the timestep goes up) starts afresh, as in DAAM.
+
+**Long prompts.** The pipelines truncate prompts at 77 tokens (start + 75 + end) and log a warning;
+the trace sees the tokens the model saw, so words past the cut have no map and asking for one
+raises :class:`WordNotInPromptError` saying the context was full. :func:`check_prompt_length`
+raises :class:`PromptTooLongError` before generating.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from .conditioning import PromptTooLongError
+from .heatmaps import DEFAULT_THRESHOLD, heatmap_mask, resize_heatmap
+from .layers import layer_map, resolve_layers, text_layers
+
+__all__ = [
+    "AttentionTrace",
+    "CrossAttentionRecorder",
+    "CrossAttentionSite",
+    "PromptTooLongError",
+    "WordNotInPromptError",
+    "check_prompt_length",
+    "cross_attention_sites",
+    "trace_attention",
+]
+
+Size = tuple[int, int] | Literal["latent", "image"] | None
+
+
+class WordNotInPromptError(ValueError):
+    """A word that is not in the traced prompt; the message lists the prompt's words."""
+
+
+# ----------------------------------------------------------------------------- where to record
+
+
+@dataclass(frozen=True)
+class CrossAttentionSite:
+    """One cross-attention module of the U-Net.
+
+    Attributes:
+        path: the module path, e.g. ``"up_blocks.1.attentions.0.transformer_blocks.0.attn2"``.
+        layer: the LDM name of its block (``"IN1"``…``"MID"``…``"OUT11"``, see :mod:`sdprobe.layers`).
+        block: index of its transformer block inside the layer (SDXL stacks up to 10).
+        heads: number of attention heads.
+        scale: latent side / map side (1, 2, 4, 8).
+    """
+
+    path: str
+    layer: str
+    block: int
+    heads: int
+    scale: int
+
+
+def cross_attention_sites(unet: torch.nn.Module, layers: str | Iterable[str] | None = None) -> list[CrossAttentionSite]:
+    """The cross-attention modules of ``unet`` in forward order, optionally only those of ``layers``.
+
+    Raises:
+        UnknownLayerError: a name that is not a text-conditioned layer of this U-Net.
+    """
+    table = layer_map(unet)
+    names = text_layers(unet)
+    if layers is not None:  # validate, then keep forward order
+        wanted = {lay.name for lay in resolve_layers(unet, layers, text_only=True)}
+        names = [name for name in names if name in wanted]
+    sites = []
+    for name in names:
+        layer = table[name]
+        transformer = unet.get_submodule(layer.text_module)
+        for k, block in enumerate(transformer.transformer_blocks):
+            attn = getattr(block, "attn2", None)
+            if attn is None or not getattr(attn, "is_cross_attention", True):
+                continue
+            path = f"{layer.text_module}.transformer_blocks.{k}.attn2"
+            sites.append(CrossAttentionSite(path, name, k, attn.heads, layer.scale))
+    return sites
+
+
+# ----------------------------------------------------------------------------- the processor
+
+
+class CrossAttentionRecorder:
+    """Attention processor for one ``attn2`` module: ``AttnProcessor2_0``'s output, and the
+    attention probabilities handed to the trace.
+
+    The output path performs the same operations as diffusers' ``AttnProcessor2_0`` (scaled
+    dot-product attention), so generation is unchanged bit for bit. The probabilities are computed
+    separately, in float32, only for the rows the trace records; with 77 keys that is cheap.
+    """
+
+    def __init__(self, trace: AttentionTrace, site: CrossAttentionSite):
+        self.trace = trace
+        self.site = site
+
+    def __call__(
+        self,
+        attn: Any,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        temb: torch.Tensor | None = None,
+        *args,
+        **kwargs,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            batch_size, channel, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(batch_size, channel, height * width).transpose(1, 2)
+        batch_size, sequence_length, _ = (
+            hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+        )
+        if attention_mask is not None:
+            attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+            attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+
+        query = attn.to_q(hidden_states)
+        if encoder_hidden_states is None:
+            encoder_hidden_states = hidden_states
+        elif attn.norm_cross:
+            encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+        key = attn.to_k(encoder_hidden_states)
+        value = attn.to_v(encoder_hidden_states)
+
+        head_dim = key.shape[-1] // attn.heads
+        query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # [B, heads, L, d]
+        key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)  # [B, heads, T, d]
+        value = value.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+
+        self.trace._record(self.site, query, key, attention_mask, attn.scale)
+
+        hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
+        hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
+        hidden_states = attn.to_out[0](hidden_states)
+        hidden_states = attn.to_out[1](hidden_states)
+        if input_ndim == 4:
+            hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
+        if attn.residual_connection:
+            hidden_states = hidden_states + residual
+        return hidden_states / attn.rescale_output_factor
+
+
+# ----------------------------------------------------------------------------- the trace
+
+_HALVES = ("cond", "uncond")
+
+
+class AttentionTrace:
+    """The cross-attention of the last pipeline call made inside :func:`trace_attention`.
+
+    Maps are returned on the CPU in float32. ``image`` picks one image of the batch (prompt ``p``,
+    copy ``j`` of ``num_images_per_prompt = m`` is image ``p * m + j``, the pipelines' order).
+
+    Attributes:
+        sites: the recorded cross-attention modules.
+        timesteps: the timestep of each step (U-Net call).
+        latent_size: ``(h, w)`` of the latents; image size is ``8h x 8w``.
+    """
+
+    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], *, keep_steps: bool, keep_heads: bool, uncond: bool):
+        self.pipe = pipe
+        self.sites = sites
+        self.keep_steps = keep_steps
+        self.keep_heads = keep_heads
+        self.uncond = uncond
+        encoder_name = "text_encoder" if getattr(pipe, "text_encoder", None) is not None else "text_encoder_2"
+        self._tokenizer = getattr(pipe, encoder_name.replace("text_encoder", "tokenizer"))
+        self._reset()
+
+    # -- recording (called by the hooks and processors) ----------------------------------------
+
+    def _reset(self) -> None:
+        self._sums: dict[str, dict[str, torch.Tensor]] = {h: {} for h in _HALVES}  # path -> [n, heads, L, T]
+        self._steps: dict[str, list[dict[str, torch.Tensor]]] = {h: [] for h in _HALVES}  # [step][path] -> [n, (heads,) L, T]
+        self._token_ids: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}  # [prompts, T]
+        self.timesteps: list[float] = []
+        self.latent_size: tuple[int, int] | None = None
+        self._images = 0
+        self._cfg = False
+
+    def _before_text_encoder(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = args[0] if args else kwargs.get("input_ids")
+        if ids is None:
+            return
+        if self.timesteps:  # the encoder runs before the denoising loop: a new generation
+            self._reset()
+        half = "cond" if self._token_ids["cond"] is None else "uncond"
+        if self._token_ids[half] is None:
+            self._token_ids[half] = ids.detach().cpu()
+
+    def _before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        t = args[1] if len(args) > 1 else kwargs["timestep"]
+        t = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
+        cfg = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        batch = sample.shape[0]
+        if cfg and batch % 2:
+            raise RuntimeError(f"classifier-free guidance is on but the U-Net batch ({batch}) is odd")
+        images, size = (batch // 2 if cfg else batch), tuple(sample.shape[-2:])
+        if self.timesteps and (t > self.timesteps[-1] or (images, size, cfg) != (self._images, self.latent_size, self._cfg)):
+            self._reset()  # a new generation that did not run the text encoder (prompt_embeds given)
+        self._images, self.latent_size, self._cfg = images, size, cfg
+        self.timesteps.append(t)
+        if self.keep_steps:
+            for half in _HALVES:
+                self._steps[half].append({})
+
+    @torch.no_grad()
+    def _record(self, site: CrossAttentionSite, query: torch.Tensor, key: torch.Tensor,
+                mask: torch.Tensor | None, scale: float) -> None:
+        """Add one call's probabilities. ``query`` ``[B, heads, L, d]``, ``key`` ``[B, heads, T, d]``."""
+        if not self.timesteps:
+            return  # the U-Net was not called through its forward (nothing to number the step by)
+        n, batch = self._images, query.shape[0]
+        if batch != (2 * n if self._cfg else n):
+            raise RuntimeError(f"{site.path}: attention batch {batch} does not match the U-Net batch of {n} images")
+        halves = [("cond", slice(batch - n, batch))]
+        if self.uncond and self._cfg:
+            halves.append(("uncond", slice(0, n)))
+        for half, rows in halves:
+            scores = torch.matmul(query[rows].float(), key[rows].float().transpose(-1, -2)).mul_(scale)
+            if mask is not None:
+                scores = scores + mask[rows].float()
+            probs = scores.softmax(dim=-1)  # [n, heads, L, T]
+            total = self._sums[half].get(site.path)
+            if total is None:
+                self._sums[half][site.path] = total = torch.zeros_like(probs)
+            total.add_(probs)
+            if self.keep_steps:
+                kept = probs if self.keep_heads else probs.mean(dim=1)
+                self._steps[half][-1][site.path] = kept.to(query.dtype)
+
+    # -- what was recorded ---------------------------------------------------------------------
+
+    @property
+    def num_steps(self) -> int:
+        """Number of U-Net calls of the traced generation."""
+        return len(self.timesteps)
+
+    @property
+    def num_images(self) -> int:
+        """Number of images the traced generation made (prompts x ``num_images_per_prompt``)."""
+        return self._images
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the generated images in pixels."""
+        h, w = self._latent_size()
+        factor = 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
+        return h * factor, w * factor
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes held by the step sums (``"sums"``) and the per-step maps (``"steps"``)."""
+        sums = sum(t.numel() * t.element_size() for half in self._sums.values() for t in half.values())
+        steps = sum(t.numel() * t.element_size() for half in self._steps.values() for step in half for t in step.values())
+        return {"sums": sums, "steps": steps}
+
+    def tokens(self, *, image: int = 0, uncond: bool = False) -> list[str]:
+        """The tokens the text encoder saw for ``image``: all context positions (77), start first."""
+        ids = self._ids(image, uncond)
+        return self._tokenizer.convert_ids_to_tokens(ids.tolist())
+
+    def words(self, *, image: int = 0, uncond: bool = False) -> list[str]:
+        """The prompt's words as the tokenizer split them (punctuation is a word of its own)."""
+        return [w for w, _ in self._words(self.tokens(image=image, uncond=uncond))]
+
+    def token_indices(self, word: str, *, image: int = 0, uncond: bool = False) -> list[int]:
+        """Context positions of every sub-token of every occurrence of ``word`` (whole words only).
+
+        Raises:
+            WordNotInPromptError: the word is not in the prompt; the message lists its words.
+        """
+        tokens = self.tokens(image=image, uncond=uncond)
+        end = self._end(tokens)
+        wanted = self._tokenizer.tokenize(word)
+        hits: list[int] = []
+        for start in range(1, end - len(wanted) + 1):
+            at_word_start = start == 1 or tokens[start - 1].endswith("</w>")
+            if wanted and at_word_start and tokens[start:start + len(wanted)] == wanted:
+                hits.extend(range(start, start + len(wanted)))
+        if not hits:
+            words = ", ".join(repr(w) for w in self.words(image=image, uncond=uncond)) or "(none: an empty prompt)"
+            note = ""
+            if end == len(tokens) - 1:
+                note = (f" The prompt fills the whole {len(tokens)}-token context, so the pipeline may have "
+                        "truncated it (diffusers warns when it does); words past the cut have no map.")
+            which = "negative prompt" if uncond else "prompt"
+            raise WordNotInPromptError(f"{word!r} is not a word of the {which} of image {image}; its words are: {words}.{note}")
+        return hits
+
+    # -- heat maps ------------------------------------------------------------------------------
+
+    def word_heatmap(self, word: str, *, image: int = 0, step: int | None = None, steps: Iterable[int] | None = None,
+                     layers: str | Iterable[str] | None = None, scales: Iterable[int] | None = None,
+                     size: Size = None, uncond: bool = False) -> torch.Tensor:
+        """DAAM's heat map of ``word``: the mean of its sub-token maps. ``[h, w]`` float32.
+
+        Args:
+            word: a word (or several, ``"red car"``) of the prompt; case does not matter.
+            image: which image of the batch.
+            step: one step only (a U-Net call index, negative counts from the end); needs
+                ``keep_steps``.
+            steps: the sum over these steps (``range(20, 30)``); needs ``keep_steps``. Without
+                ``step``/``steps``: all steps, as DAAM.
+            layers: ``None`` for DAAM's selection (all but ``MID``), ``"all"``, or LDM names
+                (``"IN4"``, ``["OUT3", "OUT4"]``).
+            scales: keep only layers whose maps are the latent size divided by these (1, 2, 4, 8).
+            size: ``None``/``"latent"`` for the latent size, ``"image"`` for the image size (the
+                latent-size map resized bicubically, clamped at 0), or ``(h, w)`` to upsample each
+                layer's maps straight to that size (DAAM's 64x64 or 96x96, say).
+            uncond: the map of the negative prompt (needs ``uncond=True`` when tracing).
+        """
+        index = self.token_indices(word, image=image, uncond=uncond)
+        return self.token_heatmap(index, image=image, step=step, steps=steps, layers=layers, scales=scales, size=size, uncond=uncond)
+
+    def token_heatmap(self, index: int | Sequence[int], *, image: int = 0, step: int | None = None,
+                      steps: Iterable[int] | None = None, layers: str | Iterable[str] | None = None,
+                      scales: Iterable[int] | None = None, size: Size = None, uncond: bool = False) -> torch.Tensor:
+        """The heat map of context position(s) ``index`` (0 is the start token), averaged if several.
+        ``[h, w]`` float32; the options are those of :meth:`word_heatmap`."""
+        indices = [index] if isinstance(index, int) else list(index)
+        return self.token_heatmaps(indices, image=image, step=step, steps=steps, layers=layers,
+                                   scales=scales, size=size, uncond=uncond).mean(dim=0)
+
+    def token_heatmaps(self, indices: Sequence[int] | None = None, *, image: int = 0, step: int | None = None,
+                       steps: Iterable[int] | None = None, layers: str | Iterable[str] | None = None,
+                       scales: Iterable[int] | None = None, size: Size = None, uncond: bool = False) -> torch.Tensor:
+        """Heat maps of several positions at once (all 77 by default): ``[k, h, w]`` float32."""
+        half = "uncond" if uncond else "cond"
+        source = self._source(half, step, steps)
+        context = next(iter(source.values())).shape[-1]
+        indices = list(range(context)) if indices is None else [self._check_index(i, context) for i in indices]
+        self._check_image(image)
+        final = self._target_size(size)
+        target = self._latent_size() if final == "image" else final
+        maps = self._aggregate(source, self._select(layers, scales, source), indices, image, target)
+        if final == "image":
+            maps = resize_heatmap(maps, self.image_size)
+        return maps.cpu()
+
+    def word_mask(self, word: str, threshold: float = DEFAULT_THRESHOLD, *, size: Size = "image", **options: Any) -> torch.Tensor:
+        """Where ``word``'s min-max normalised heat map exceeds ``threshold`` (DAAM's 0.4):
+        a bool ``[H, W]`` mask, at the image size by default. ``options`` as in :meth:`word_heatmap`."""
+        return heatmap_mask(self.word_heatmap(word, size=size, **options), threshold)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _latent_size(self) -> tuple[int, int]:
+        if self.latent_size is None:
+            raise RuntimeError("nothing was recorded: call the pipeline inside `with trace_attention(pipe) as trace:`")
+        return self.latent_size
+
+    def _check_image(self, image: int) -> None:
+        if not 0 <= image < self._images:
+            raise IndexError(f"image={image} is out of range: the traced call made {self._images} image(s)")
+
+    @staticmethod
+    def _check_index(index: int, context: int) -> int:
+        if not -context <= index < context:
+            raise IndexError(f"token index {index} is out of range: the context has {context} positions (0 is the start token)")
+        return index % context
+
+    def _ids(self, image: int, uncond: bool) -> torch.Tensor:
+        self._latent_size()
+        self._check_image(image)
+        ids = self._token_ids["uncond" if uncond else "cond"]
+        if ids is None:
+            which = "negative prompt" if uncond else "prompt"
+            raise RuntimeError(f"the text encoder was not run for the {which} (embeddings passed in, or zeroed "
+                               "negative embeddings), so its tokens are unknown; use token_heatmap(index)")
+        if self._images % ids.shape[0]:
+            raise RuntimeError(f"{self._images} images do not split evenly over {ids.shape[0]} prompts")
+        return ids[image // (self._images // ids.shape[0])]
+
+    def _end(self, tokens: list[str]) -> int:
+        """Position of the first end token (the end of the prompt)."""
+        eos = self._tokenizer.eos_token
+        return next((i for i in range(1, len(tokens)) if tokens[i] == eos), len(tokens))
+
+    def _words(self, tokens: list[str]) -> list[tuple[str, list[int]]]:
+        words, pieces, where = [], [], []
+        for i in range(1, self._end(tokens)):
+            pieces.append(tokens[i].removesuffix("</w>"))
+            where.append(i)
+            if tokens[i].endswith("</w>"):
+                words.append(("".join(pieces), where))
+                pieces, where = [], []
+        if pieces:
+            words.append(("".join(pieces), where))
+        return words
+
+    def _source(self, half: str, step: int | None, steps: Iterable[int] | None) -> dict[str, torch.Tensor]:
+        """Per site, the maps to aggregate: ``[n, heads, L, T]``, or ``[n, L, T]`` (head mean)."""
+        self._latent_size()
+        if half == "uncond" and not (self.uncond and self._cfg):
+            raise RuntimeError("no unconditional maps: trace with trace_attention(pipe, uncond=True) and guidance_scale > 1")
+        if step is None and steps is None:
+            return self._sums[half]
+        if step is not None and steps is not None:
+            raise ValueError("give either step= or steps=, not both")
+        if not self.keep_steps:
+            raise RuntimeError("per-step maps were not kept: trace with trace_attention(pipe, keep_steps=True)")
+        chosen = [step] if step is not None else list(steps)
+        if not chosen:
+            raise ValueError("steps= is empty")
+        count = len(self._steps[half])
+        for s in chosen:
+            if not -count <= s < count:
+                raise IndexError(f"step {s} is out of range: the traced call had {count} U-Net calls (steps 0..{count - 1})")
+        picked = [self._steps[half][s] for s in chosen]
+        return {path: sum(p[path].float() for p in picked) for path in picked[0]}
+
+    def _select(self, layers: str | Iterable[str] | None, scales: Iterable[int] | None,
+                source: dict[str, torch.Tensor]) -> list[CrossAttentionSite]:
+        recorded = [s for s in self.sites if s.path in source]
+        if layers is None:
+            chosen = [s for s in recorded if s.layer != "MID"]
+        elif isinstance(layers, str) and layers == "all":
+            chosen = recorded
+        else:
+            names = {lay.name for lay in resolve_layers(self.pipe.unet, layers, text_only=True)}
+            have = list(dict.fromkeys(s.layer for s in recorded))
+            missing = names - set(have)
+            if missing:
+                raise ValueError(f"layer(s) {sorted(missing)} were not traced; traced: {', '.join(have)}")
+            chosen = [s for s in recorded if s.layer in names]
+        if scales is not None:
+            wanted = set(scales)
+            available = sorted({s.scale for s in chosen})
+            chosen = [s for s in chosen if s.scale in wanted]
+            if not chosen:
+                raise ValueError(f"no selected layer has scale in {sorted(wanted)}; available scales: {available}")
+        if not chosen:
+            raise ValueError("no cross-attention layer selected (the default leaves out MID; pass layers='all')")
+        return chosen
+
+    def _target_size(self, size: Size) -> tuple[int, int] | Literal["image"]:
+        if size is None or size == "latent":
+            return self._latent_size()
+        if size == "image":
+            return "image"
+        if isinstance(size, tuple | list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+            return int(size[0]), int(size[1])
+        raise ValueError(f"size must be None, 'latent', 'image' or a pair of positive ints (h, w), not {size!r}")
+
+    def _map_shape(self, length: int) -> tuple[int, int]:
+        """``(h, w)`` of a layer's map with ``length`` positions (each level halves, rounding up)."""
+        h, w = self._latent_size()
+        scale = 1
+        while scale <= 2 * max(h, w):
+            hs, ws = -(-h // scale), -(-w // scale)
+            if hs * ws == length:
+                return hs, ws
+            scale *= 2
+        raise RuntimeError(f"a map of {length} positions fits no level of a {h}x{w} latent")
+
+    def _aggregate(self, source: dict[str, torch.Tensor], sites: list[CrossAttentionSite],
+                   indices: list[int], image: int, size: tuple[int, int]) -> torch.Tensor:
+        """Upsample each (site, head) map to ``size``, clamp at 0, average over them: ``[k, *size]``."""
+        total: torch.Tensor | float = 0.0
+        weight = 0
+        for site in sites:
+            maps = source[site.path][image].float()
+            per_head = maps.dim() == 3
+            maps = maps if per_head else maps[None]  # [g, L, T]
+            h, w = self._map_shape(maps.shape[1])
+            picked = maps[:, :, indices].transpose(1, 2).reshape(maps.shape[0], len(indices), h, w)
+            up = resize_heatmap(picked, size).sum(dim=0)  # [k, *size]
+            times = 1 if per_head else site.heads  # a head-mean stands for all its heads
+            total = total + up * times
+            weight += maps.shape[0] * times
+        return total / weight
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+@contextmanager
+def trace_attention(
+    pipe: Any,
+    *,
+    keep_steps: bool = True,
+    keep_heads: bool = False,
+    uncond: bool = False,
+    layers: str | Iterable[str] | None = None,
+) -> Iterator[AttentionTrace]:
+    """Record the cross-attention of the pipeline calls made inside the block.
+
+    Args:
+        pipe: a Stable Diffusion (1.x, 2.x) or SDXL pipeline, or the toy model.
+        keep_steps: also keep each step's maps (head-averaged), for ``step=``/``steps=``.
+        keep_heads: keep the per-step maps per head (DAAM's exact aggregation for step ranges;
+            ``heads`` times the memory).
+        uncond: also record the unconditional (negative-prompt) half of the CFG batch.
+        layers: LDM names of the layers to record (``"IN4"``, ``["OUT3", "OUT4"]``); ``None``
+            records every cross-attention layer.
+
+    Raises:
+        UnknownLayerError: a name in ``layers`` that is not a text-conditioned layer; the message
+            lists the valid ones.
+    """
+    unet = getattr(pipe, "unet", None)
+    if unet is None or not hasattr(unet, "attn_processors"):
+        raise TypeError(f"trace_attention needs a pipeline with a UNet2DConditionModel, not {type(pipe).__name__}")
+    sites = cross_attention_sites(unet, layers)
+    trace = AttentionTrace(pipe, sites, keep_steps=keep_steps, keep_heads=keep_heads, uncond=uncond)
+    modules = {s.path: unet.get_submodule(s.path) for s in sites}
+    originals = {path: module.processor for path, module in modules.items()}
+    encoder = pipe.text_encoder if getattr(pipe, "text_encoder", None) is not None else getattr(pipe, "text_encoder_2", None)
+    handles = []
+    try:
+        for site in sites:
+            modules[site.path].set_processor(CrossAttentionRecorder(trace, site))
+        handles.append(unet.register_forward_pre_hook(trace._before_unet, with_kwargs=True))
+        if encoder is not None:
+            handles.append(encoder.register_forward_pre_hook(trace._before_text_encoder, with_kwargs=True))
+        yield trace
+    finally:
+        for handle in handles:
+            handle.remove()
+        for path, module in modules.items():
+            module.set_processor(originals[path])
+
+
+def check_prompt_length(pipe: Any, prompt: str) -> int:
+    """The number of tokens of ``prompt`` (without start and end); raise if the pipeline would cut it.
+
+    Raises:
+        PromptTooLongError: the prompt needs more than ``model_max_length - 2`` (75) tokens.
+    """
+    tokenizer = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
+    count = len(tokenizer(prompt, truncation=False).input_ids) - 2
+    limit = tokenizer.model_max_length - 2
+    if count > limit:
+        raise PromptTooLongError(
+            f"the prompt has {count} tokens but the text encoder's context holds {limit} (plus start and end); "
+            f"the pipeline would silently keep only the first {limit}. Shorten the prompt."
+        )
+    return count
