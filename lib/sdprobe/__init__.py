@@ -10,6 +10,8 @@ from . import _quiet
 
 _quiet.install()
 
+from . import metrics, transplant  # modules: sdprobe.transplant.transplant is the function
+
 from .attention import AttentionTrace, WordNotInPromptError, trace_attention
 from .conditioning import PromptTooLongError
 from .layers import Layer, layer_map, resolve_layers, text_layers

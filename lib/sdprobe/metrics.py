@@ -1,0 +1,345 @@
+"""Metrics shared by the chapters: placement IoU, CLIP scores, judged error rates, similarities.
+
+Every function states its units and what it does with the edge cases (empty masks, constant maps,
+a single item). Models are always passed in — nothing is downloaded here:
+
+* :func:`clip_score` / :func:`clip_image_similarity` take any ``transformers`` ``CLIPModel`` with
+  its processor (or tokenizer and image processor): the toy model's tiny CLIP on toy, e.g.
+  ``openai/clip-vit-base-patch16`` or torchmetrics' default ``openai/clip-vit-large-patch14`` on
+  real runs. State which one a table used.
+* :func:`placement_iou` takes a predicted mask or box, or a detector callable (an open-vocabulary
+  detector such as OWLv2 for real models, the world's segmentation on toy).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = [
+    "ImageJudgement",
+    "background_mse",
+    "box_iou",
+    "clip_image_similarity",
+    "clip_score",
+    "colour_swap_rate",
+    "detector_from_pipeline",
+    "mask_iou",
+    "mask_to_box",
+    "mean_pairwise_similarity",
+    "missing_object_rate",
+    "pearson_r",
+    "placement_iou",
+]
+
+BoxLike = Sequence[float]
+
+
+# ----------------------------------------------------------------------------- IoU
+
+
+def _check_box(box: BoxLike, name: str = "box") -> tuple[float, float, float, float]:
+    if len(box) != 4:
+        raise ValueError(f"{name} must be (x0, y0, x1, y1), got {tuple(box)}")
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x1 < x0 or y1 < y0:
+        raise ValueError(f"{name} {tuple(box)} must be finite with x0 <= x1 and y0 <= y1")
+    return x0, y0, x1, y1
+
+
+def box_iou(a: BoxLike, b: BoxLike) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes in the same units.
+
+    Two boxes of zero area have nothing to overlap: IoU 0.
+    """
+    ax0, ay0, ax1, ay1 = _check_box(a, "first box")
+    bx0, by0, bx1, by1 = _check_box(b, "second box")
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _as_mask(mask: Any, name: str) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D [H, W] mask, got shape {m.shape}")
+    return m.astype(bool)
+
+
+def mask_iou(a: Any, b: Any) -> float:
+    """IoU of two boolean masks ``[H, W]``; two empty masks give 0 (nothing was found or asked)."""
+    ma, mb = _as_mask(a, "first mask"), _as_mask(b, "second mask")
+    if ma.shape != mb.shape:
+        raise ValueError(f"masks differ in shape: {ma.shape} and {mb.shape}")
+    union = np.logical_or(ma, mb).sum()
+    return float(np.logical_and(ma, mb).sum() / union) if union else 0.0
+
+
+def mask_to_box(mask: Any) -> tuple[int, int, int, int] | None:
+    """The tight pixel box ``(x0, y0, x1, y1)`` (end exclusive) around a mask, or ``None`` if empty."""
+    m = _as_mask(mask, "mask")
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def placement_iou(
+    requested: BoxLike,
+    *,
+    mask: Any = None,
+    box: BoxLike | None = None,
+    detector: Callable[[Any, str], Sequence[BoxLike]] | None = None,
+    image: Any = None,
+    label: str | None = None,
+) -> float:
+    """IoU between the box an object was asked for and where it is, in pixel units.
+
+    Give exactly one of ``mask`` (``[H, W]``, its tight box is compared: the object's extent),
+    ``box``, or ``detector`` with ``image`` and ``label``. A detector returns candidate boxes for
+    the label; as in open-vocabulary layout benchmarks (e.g. CoBench with OWLv2), the candidate
+    with the best IoU against the request counts. A missing object (empty mask, no detection)
+    scores 0.
+    """
+    given = [x is not None for x in (mask, box, detector)]
+    if sum(given) != 1:
+        raise ValueError("give exactly one of mask=, box= or detector= (with image= and label=)")
+    _check_box(requested, "requested box")
+    if mask is not None:
+        found = mask_to_box(mask)
+        return 0.0 if found is None else box_iou(requested, found)
+    if box is not None:
+        return box_iou(requested, box)
+    if image is None or not label:
+        raise ValueError("detector= needs image= and label=")
+    candidates = list(detector(image, label))
+    return max((box_iou(requested, c) for c in candidates), default=0.0)
+
+
+def detector_from_pipeline(detect: Callable[..., Any], *, threshold: float = 0.1) -> Callable[[Any, str], list[tuple[float, float, float, float]]]:
+    """Wrap a ``transformers`` zero-shot object detection pipeline (e.g. OWLv2 from local weights:
+    ``pipeline("zero-shot-object-detection", model=folder)``) as a :func:`placement_iou` detector.
+
+    The wrapped callable returns the pixel boxes scoring at least ``threshold`` for one label.
+    """
+    def detector(image: Any, label: str) -> list[tuple[float, float, float, float]]:
+        found = detect(image, candidate_labels=[label])
+        return [(d["box"]["xmin"], d["box"]["ymin"], d["box"]["xmax"], d["box"]["ymax"])
+                for d in found if d["score"] >= threshold]
+
+    return detector
+
+
+# ----------------------------------------------------------------------------- CLIP
+
+
+def _processors(processor: Any, tokenizer: Any, image_processor: Any) -> tuple[Any, Any]:
+    tok = tokenizer or getattr(processor, "tokenizer", None)
+    img = image_processor or getattr(processor, "image_processor", None)
+    return tok, img
+
+
+def _images_list(images: Any) -> list:
+    if isinstance(images, (Image.Image, np.ndarray)) or torch.is_tensor(images):
+        images = [images]
+    images = list(images)
+    if not images:
+        raise ValueError("no images given")
+    return images
+
+
+@torch.no_grad()
+def _image_features(model, image_processor, images: Any) -> torch.Tensor:
+    if image_processor is None:
+        raise ValueError("pass processor= (a CLIPProcessor) or image_processor=")
+    pixels = image_processor(images=_images_list(images), return_tensors="pt")["pixel_values"]
+    feats = model.get_image_features(pixel_values=pixels.to(model.device, model.dtype))
+    feats = getattr(feats, "pooler_output", feats)
+    return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+
+@torch.no_grad()
+def _text_features(model, tokenizer, texts: Sequence[str]) -> torch.Tensor:
+    if tokenizer is None:
+        raise ValueError("pass processor= (a CLIPProcessor) or tokenizer=")
+    limit = model.config.text_config.max_position_embeddings
+    enc = tokenizer(list(texts), padding=True, truncation=True, max_length=limit, return_tensors="pt")
+    feats = model.get_text_features(input_ids=enc["input_ids"].to(model.device),
+                                    attention_mask=enc["attention_mask"].to(model.device))
+    feats = getattr(feats, "pooler_output", feats)
+    return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+
+def clip_score(
+    model,
+    images: Any,
+    texts: Sequence[str] | str,
+    *,
+    processor: Any = None,
+    tokenizer: Any = None,
+    image_processor: Any = None,
+) -> torch.Tensor:
+    """CLIP score per (image, text) pair: ``100 * max(cos(image, text), 0)``, as torchmetrics'
+    ``CLIPScore`` defines it. ``[N]``.
+
+    Args:
+        model: a ``transformers`` ``CLIPModel``.
+        images: ``N`` PIL images (or arrays the image processor accepts).
+        texts: ``N`` texts, or one text for all images. Longer texts than the model's context
+            are cut to it (CLIP itself cannot see further).
+    """
+    imgs = _images_list(images)
+    texts = [texts] * len(imgs) if isinstance(texts, str) else list(texts)
+    if len(texts) != len(imgs):
+        raise ValueError(f"{len(imgs)} images but {len(texts)} texts")
+    tok, improc = _processors(processor, tokenizer, image_processor)
+    cos = (_image_features(model, improc, imgs) * _text_features(model, tok, texts)).sum(dim=-1)
+    return 100 * cos.clamp_min(0)
+
+
+def clip_image_similarity(
+    model,
+    images_a: Any,
+    images_b: Any,
+    *,
+    processor: Any = None,
+    image_processor: Any = None,
+) -> torch.Tensor:
+    """Cosine similarity of CLIP image embeddings per pair (CLIP-I), in ``[-1, 1]``. ``[N]``."""
+    a, b = _images_list(images_a), _images_list(images_b)
+    if len(a) != len(b):
+        raise ValueError(f"{len(a)} images against {len(b)}")
+    _, improc = _processors(processor, None, image_processor)
+    return (_image_features(model, improc, a) * _image_features(model, improc, b)).sum(dim=-1)
+
+
+# ----------------------------------------------------------------------------- judged error rates
+
+
+@dataclass(frozen=True)
+class ImageJudgement:
+    """What a judge (a person, a detector, the toy world's segmentation) saw in one image.
+
+    Attributes:
+        requested: the colour asked for each object, e.g. ``("red", "white")``.
+        present: whether each object is in the image.
+        seen: the colour each object shows (``None`` where absent or undecided).
+    """
+
+    requested: tuple[str, ...]
+    present: tuple[bool, ...]
+    seen: tuple[str | None, ...]
+
+    def __post_init__(self) -> None:
+        if not (len(self.requested) == len(self.present) == len(self.seen)) or not self.requested:
+            raise ValueError("requested, present and seen must list the same objects (at least one)")
+
+    @property
+    def missing(self) -> bool:
+        return not all(self.present)
+
+    @property
+    def swapped(self) -> bool:
+        """Some present object shows another object's requested colour instead of its own."""
+        for k, (want, here, saw) in enumerate(zip(self.requested, self.present, self.seen)):
+            others = {c for j, c in enumerate(self.requested) if j != k and c != want}
+            if here and saw is not None and saw != want and saw in others:
+                return True
+        return False
+
+
+def _judgements(judgements: Sequence[ImageJudgement]) -> list[ImageJudgement]:
+    js = list(judgements)
+    if not js:
+        raise ValueError("no judgements given")
+    if not all(isinstance(j, ImageJudgement) for j in js):
+        raise TypeError("judgements must be ImageJudgement records")
+    return js
+
+
+def missing_object_rate(judgements: Sequence[ImageJudgement]) -> float:
+    """Share of images in which at least one requested object is missing."""
+    js = _judgements(judgements)
+    return sum(j.missing for j in js) / len(js)
+
+
+def colour_swap_rate(judgements: Sequence[ImageJudgement], *, among_complete: bool = True) -> float:
+    """Share of images with a colour swap (see :attr:`ImageJudgement.swapped`).
+
+    ``among_complete=True`` counts only images where every object is present (a swap needs both
+    objects); with none such the rate is NaN. ``False`` divides by all images.
+    """
+    js = _judgements(judgements)
+    pool = [j for j in js if not j.missing] if among_complete else js
+    return sum(j.swapped for j in pool) / len(pool) if pool else math.nan
+
+
+# ----------------------------------------------------------------------------- similarities
+
+
+def mean_pairwise_similarity(items: Any, *, pairs: str = "all") -> float:
+    """Mean cosine similarity between the items of a sequence ``[N, ...]`` (each flattened).
+
+    ``pairs="all"`` averages over every ``i < j``; ``"consecutive"`` over ``(i, i + 1)``, i.e. along
+    the sequence. Needs at least two items; an all-zero item has no direction and is an error.
+    """
+    if pairs not in {"all", "consecutive"}:
+        raise ValueError(f"pairs must be 'all' or 'consecutive', not {pairs!r}")
+    x = torch.stack([torch.as_tensor(np.asarray(i), dtype=torch.float64).flatten() for i in items]) \
+        if not torch.is_tensor(items) else items.detach().double().flatten(1)
+    if x.shape[0] < 2:
+        raise ValueError(f"need at least two items to compare, got {x.shape[0]}")
+    norms = x.norm(dim=1)
+    if (norms == 0).any():
+        raise ValueError(f"items {torch.nonzero(norms == 0).flatten().tolist()} are all zero; cosine similarity is undefined")
+    x = x / norms[:, None]
+    index = itertools.combinations(range(len(x)), 2) if pairs == "all" else zip(range(len(x) - 1), range(1, len(x)))
+    sims = [float(x[i] @ x[j]) for i, j in index]
+    return float(np.mean(sims))
+
+
+def _pixels(image: Any, name: str) -> np.ndarray:
+    a = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3:
+        raise ValueError(f"{name} must be [H, W] or [H, W, C] in 0-255 units, got shape {a.shape}")
+    return a
+
+
+def background_mse(image_a: Any, image_b: Any, foreground: Any = None) -> float:
+    """Mean squared difference over background pixels, in 0–255 pixel units.
+
+    The mean runs over the background pixels and their channels only (not over the whole image
+    with the foreground zeroed, as PIE-Bench does on [0, 1] images); ``foreground`` is a boolean
+    ``[H, W]`` mask, ``None`` compares every pixel. PIL images or ``[H, W, C]`` arrays in 0–255.
+    """
+    a, b = _pixels(image_a, "image_a"), _pixels(image_b, "image_b")
+    if a.shape != b.shape:
+        raise ValueError(f"images differ in shape: {a.shape} and {b.shape}")
+    bg = np.ones(a.shape[:2], bool) if foreground is None else ~_as_mask(foreground, "foreground")
+    if bg.shape != a.shape[:2]:
+        raise ValueError(f"foreground mask {bg.shape} does not match the images {a.shape[:2]}")
+    if not bg.any():
+        raise ValueError("the foreground mask covers the whole image: there is no background to compare")
+    return float(((a - b) ** 2)[bg].mean())
+
+
+def pearson_r(a: Any, b: Any) -> float:
+    """Pearson correlation of two maps of one shape (flattened). NaN if either is constant."""
+    x = torch.as_tensor(np.asarray(a), dtype=torch.float64).flatten()
+    y = torch.as_tensor(np.asarray(b), dtype=torch.float64).flatten()
+    if tuple(np.shape(a)) != tuple(np.shape(b)):
+        raise ValueError(f"maps differ in shape: {tuple(np.shape(a))} and {tuple(np.shape(b))}")
+    if x.numel() < 2:
+        raise ValueError("need at least two values to correlate")
+    x, y = x - x.mean(), y - y.mean()
+    denom = x.norm() * y.norm()
+    return float((x @ y) / denom) if denom > 0 else math.nan
