@@ -1,0 +1,85 @@
+"""The toy world: scenes are their seeds, captions say what is drawn, the judge sees it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sdprobe.toy.evaluate import judge
+from sdprobe.toy.tokenizer import build_tokenizer, learn_merges
+from sdprobe.toy.world import (
+    BACKGROUNDS, DOCUMENT_ANALOGUES, PALETTE, SHAPES, caption_corpus, edit_scene, parse_prompt, sample_scene,
+    segment, story_prompts,
+)
+
+
+def test_a_scene_is_its_seed():
+    a, b = sample_scene(123), sample_scene(123)
+    assert a == b and np.array_equal(a.array(), b.array())
+    assert sample_scene(124) != a
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_caption_names_what_is_drawn(seed):
+    scene = sample_scene(seed)
+    spec = parse_prompt(scene.caption)
+    drawn = sorted((o.shape, o.colour) for o in scene.objects)
+    asked = sorted((shape, colour) for colour, shape, count in spec.groups for _ in range(count))
+    assert [s for s, _ in asked] == [s for s, _ in drawn]
+    assert all(c is None or c == d for (_, c), (_, d) in zip(asked, drawn))
+    assert spec.background in (None, scene.background)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_masks_are_disjoint_and_inside_their_boxes(seed):
+    scene = sample_scene(seed)
+    masks = scene.masks()
+    assert masks.sum(0).max() <= 1
+    for mask, (x0, y0, x1, y1) in zip(masks, scene.boxes()):
+        ys, xs = np.nonzero(mask)
+        assert mask.any() and xs.min() >= x0 and xs.max() <= x1 and ys.min() >= y0 and ys.max() <= y1
+
+
+def test_the_judge_sees_the_worlds_own_scenes_correctly():
+    verdicts = [judge(sample_scene(s).image(), sample_scene(s).caption) for s in range(60)]
+    assert np.mean([v.correct for v in verdicts]) >= 0.95
+
+
+def test_segmentation_finds_each_object_with_its_colour():
+    scene = sample_scene(7, kind="pair")
+    found = sorted((d.colour, d.shape) for d in segment(scene.image()))
+    assert found == sorted((o.colour, o.shape) for o in scene.objects)
+
+
+def test_the_world_is_as_large_as_promised():
+    assert len(SHAPES) >= 4 and len(PALETTE) >= 6 and len(BACKGROUNDS) >= 3
+    kinds = {sample_scene(s).kind for s in range(50)}
+    assert kinds == {"single", "pair", "count"}
+    assert {len(sample_scene(s).objects) for s in range(200)} == {1, 2, 3}
+
+
+def test_an_edit_changes_one_attribute_and_keeps_the_layout():
+    scene = sample_scene(3, kind="single")
+    other = next(c for c in PALETTE if c != scene.objects[0].colour)
+    edited = edit_scene(scene, colour=other)
+    assert edited.objects[0].colour == other and edited.objects[0].box == scene.objects[0].box
+    assert edited.background == scene.background
+    changed = (edited.array() != scene.array()).any(-1)
+    assert not changed[~scene.masks()[0]].any()
+
+
+def test_document_analogues_and_stories_are_toy_prompts():
+    for prompts in DOCUMENT_ANALOGUES.values():
+        for prompt in prompts:
+            parse_prompt(prompt)
+    story = story_prompts("white", "dog")
+    assert len(story) >= 3 and all("white dog" in p for p in story)
+
+
+def test_tokenizer_keeps_world_words_whole_and_pads_to_77(tmp_path):
+    tok = build_tokenizer(learn_merges(caption_corpus(500)), tmp_path)
+    tokens = tok.convert_ids_to_tokens(tok("a red square and a white dog on the field").input_ids)
+    assert tokens[1:-1] == [w + "</w>" for w in "a red square and a white dog on the field".split()]
+    ids = tok("a dog", padding="max_length", max_length=77).input_ids
+    assert len(ids) == 77 and ids[0] == tok.bos_token_id and set(ids[3:]) == {tok.eos_token_id}
+    assert tok.unk_token_id not in tok("quixotic zebra").input_ids[1:-1]  # unknown words fall back to bytes
