@@ -10,7 +10,7 @@ from . import _quiet
 
 _quiet.install()
 
-from . import metrics, transplant  # modules: sdprobe.transplant.transplant is the function
+from . import metrics, scorers, transplant  # modules: sdprobe.transplant.transplant is the function
 
 from .attention import AttentionTrace, WordNotInPromptError, trace_attention
 from .conditioning import PromptTooLongError
