@@ -46,7 +46,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from .paths import CONFIGS_DIR, MODELS_DIR
-from .progress import configure_pipeline_progress
+from .progress import configure_pipeline_progress, progress_enabled
 
 __all__ = [
     "HUB_MODELS",
@@ -237,11 +237,28 @@ def _load_pretrained(located: tuple[str, bool], label: str, dtype: torch.dtype) 
     if "safety_checker" in index:  # the documents' experiments ran without it
         extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
     try:
-        pipe = cls.from_pretrained(folder, dtype=dtype, use_safetensors=True, **extra)
+        with _loading_bars(progress_enabled()):
+            pipe = cls.from_pretrained(folder, dtype=dtype, use_safetensors=True, **extra)
     except (OSError, ValueError, EnvironmentError) as err:
         raise ModelNotAvailableError(f"cannot load {label!r} from {folder}: {err}".splitlines()[0]) from None
     pipe.register_to_config(_name_or_path=label)
     return pipe
+
+
+@contextmanager
+def _loading_bars(enabled: bool) -> Iterator[None]:
+    """diffusers' and transformers' own loading bars ignore TQDM_DISABLE; follow our setting."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    before = (diffusers_logging.is_progress_bar_enabled(), transformers_logging.is_progress_bar_enabled())
+    for module in (diffusers_logging, transformers_logging):
+        module.enable_progress_bar() if enabled else module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for module, was in zip((diffusers_logging, transformers_logging), before):
+            module.enable_progress_bar() if was else module.disable_progress_bar()
 
 
 # ----------------------------------------------------------------------------- random weights
