@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sdprobe.toy.evaluate import judge
-from sdprobe.toy.tokenizer import build_tokenizer, learn_merges
+from sdprobe.toy.tokenizer import build_tokenizer
 from sdprobe.toy.world import (
     BACKGROUNDS, DOCUMENT_ANALOGUES, PALETTE, SHAPES, caption_corpus, edit_scene, parse_prompt, sample_scene,
     segment, story_prompts,
@@ -77,7 +77,7 @@ def test_document_analogues_and_stories_are_toy_prompts():
 
 
 def test_tokenizer_keeps_world_words_whole_and_pads_to_77(tmp_path):
-    tok = build_tokenizer(learn_merges(caption_corpus(500)), tmp_path)
+    tok = build_tokenizer(caption_corpus(500), tmp_path)
     tokens = tok.convert_ids_to_tokens(tok("a red square and a white dog on the field").input_ids)
     assert tokens[1:-1] == [w + "</w>" for w in "a red square and a white dog on the field".split()]
     ids = tok("a dog", padding="max_length", max_length=77).input_ids

@@ -35,7 +35,7 @@ UNET: dict[str, Any] = dict(
 #: SD 1.x's noise schedule and sampler settings (PNDM, scaled-linear betas 0.00085 → 0.012).
 SCHEDULER: dict[str, Any] = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-    prediction_type="epsilon", set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1, clip_sample=False,
+    prediction_type="epsilon", set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1,
 )
 
 CLIP_TEXT: dict[str, Any] = dict(

@@ -1,9 +1,12 @@
 """A CLIP tokenizer whose byte-pair merges are learned from the toy world's captions.
 
-CLIP's own tokenizer is byte-level BPE over web text (49,408 entries); ours keeps its format and
-id layout (256 byte symbols, the same 256 with the end-of-word marker ``</w>``, learned merges,
-then ``<|startoftext|>`` and ``<|endoftext|>``) but learns only as many merges as the world's
-few dozen words need. Any text still tokenizes: unknown words fall back to byte symbols.
+CLIP's tokenizer (Radford et al. 2021) is byte-level BPE: text is lower-cased, split into words,
+each word becomes a sequence of byte characters with ``</w>`` on the last one, and the learned
+merges join frequent neighbouring pairs. We learn the merges the classic way (Sennrich et al.
+2016): count adjacent symbol pairs over the word frequencies of the caption corpus, merge the
+most frequent, repeat until every word of the corpus is one token. The id layout follows CLIP:
+the 256 byte characters, their ``</w>`` forms, the merges, then ``<|startoftext|>`` and
+``<|endoftext|>``; like SD 1.x, prompts are padded with the end token to 77 positions.
 """
 
 from __future__ import annotations
@@ -11,82 +14,94 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
 
 from transformers import CLIPTokenizer
 
-__all__ = ["BOS", "EOS", "build_tokenizer", "learn_merges", "write_tokenizer_files"]
+__all__ = ["BOS", "EOS", "MAX_LENGTH", "build_tokenizer", "learn_merges"]
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-_WORD = re.compile(r"[a-z]+|[0-9]|[^\sa-z0-9]+")
+MAX_LENGTH = 77
 
 
-def _byte_symbols() -> list[str]:
-    """CLIP's printable stand-ins for the 256 byte values, in CLIP's order."""
+def _byte_table() -> dict[int, str]:
+    """CLIP's byte -> printable character table; its insertion order is CLIP's id order
+    (printable bytes first, the rest shifted past 255)."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes, extra = printable[:], 0
+    table = {b: chr(b) for b in printable}
+    extra = 0
     for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
+        if b not in table:
+            table[b] = chr(256 + extra)
             extra += 1
-    return [chr(c) for c in codes]
+    return table
 
 
-def learn_merges(texts: Iterable[str], max_merges: int = 400) -> list[tuple[str, str]]:
-    """Greedy byte-pair merges: repeatedly join the most frequent adjacent pair (ties by order).
+def _words(text: str) -> list[str]:
+    # CLIP splits letters and digits apart and keeps runs of other non-space characters.
+    return re.findall(r"[a-z]+|[0-9]|[^\sa-z0-9]+", text.lower())
 
-    Words are lower-cased, split as CLIP splits them, and end with ``</w>`` on their last symbol.
-    Stops when no pair occurs twice or after ``max_merges``.
-    """
-    words = Counter(w for text in texts for w in _WORD.findall(text.lower()))
-    split = {w: tuple(w[:-1]) + (w[-1] + "</w>",) for w in sorted(words)}
+
+def learn_merges(corpus: list[str], max_merges: int = 2000) -> list[tuple[str, str]]:
+    """Byte-pair merges learned from ``corpus``, most frequent first, ties broken by the pair
+    itself so the result is deterministic."""
+    byte_char = _byte_table()
+    freq = Counter(w for line in corpus for w in _words(line))
+    seqs: dict[tuple[str, ...], int] = {}
+    for word, n in freq.items():
+        chars = [byte_char[b] for b in word.encode("utf-8")]
+        seqs[tuple(chars[:-1] + [chars[-1] + "</w>"])] = n
     merges: list[tuple[str, str]] = []
     while len(merges) < max_merges:
         pairs: Counter[tuple[str, str]] = Counter()
-        for w, symbols in split.items():
-            for pair in zip(symbols, symbols[1:]):
-                pairs[pair] += words[w]
+        for seq, n in seqs.items():
+            for pair in zip(seq, seq[1:]):
+                pairs[pair] += n
         if not pairs:
-            break
-        best, count = max(sorted(pairs.items()), key=lambda kv: kv[1])
-        if count < 2:
-            break
+            break  # every word is a single token
+        best = min(pairs, key=lambda p: (-pairs[p], p))
         merges.append(best)
-        split = {w: _merge(symbols, best) for w, symbols in split.items()}
+        joined = best[0] + best[1]
+        new: dict[tuple[str, ...], int] = {}
+        for seq, n in seqs.items():
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and (seq[i], seq[i + 1]) == best:
+                    out.append(joined)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            new[tuple(out)] = new.get(tuple(out), 0) + n
+        seqs = new
     return merges
 
 
-def _merge(symbols: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
-    out: list[str] = []
-    i = 0
-    while i < len(symbols):
-        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
-            out.append(symbols[i] + symbols[i + 1])
-            i += 2
-        else:
-            out.append(symbols[i])
-            i += 1
-    return tuple(out)
+def build_tokenizer(corpus: list[str], save_to: str | Path | None = None) -> CLIPTokenizer:
+    """A :class:`~transformers.CLIPTokenizer` with merges learned from ``corpus``.
 
-
-def write_tokenizer_files(merges: list[tuple[str, str]], folder: Path | str) -> tuple[Path, Path]:
-    """Write ``vocab.json`` and ``merges.txt`` in CLIP's format; return their paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = _byte_symbols()
-    tokens = symbols + [s + "</w>" for s in symbols]
-    tokens += [a + b for a, b in merges if a + b not in tokens]
-    tokens += [BOS, EOS]
-    vocab_path, merges_path = folder / "vocab.json", folder / "merges.txt"
-    vocab_path.write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
-    merges_path.write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
-    return vocab_path, merges_path
-
-
-def build_tokenizer(merges: list[tuple[str, str]], folder: Path | str) -> CLIPTokenizer:
-    """A ``CLIPTokenizer`` over the learned merges: 77 positions, padded with the end token as in SD 1.x."""
-    vocab_path, merges_path = write_tokenizer_files(merges, folder)
-    return CLIPTokenizer(str(vocab_path), str(merges_path), bos_token=BOS, eos_token=EOS, unk_token=EOS,
-                         pad_token=EOS, model_max_length=77)
+    With ``save_to`` it is written there (``vocab.json``, ``merges.txt`` and configs), the way a
+    diffusers pipeline folder keeps its ``tokenizer/``.
+    """
+    chars = list(_byte_table().values())
+    merges = learn_merges(corpus)
+    tokens = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + [BOS, EOS]
+    vocab: dict[str, int] = {}
+    for t in tokens:
+        vocab.setdefault(t, len(vocab))
+    tok = CLIPTokenizer(
+        vocab=vocab,
+        merges=list(merges),
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=EOS,
+        model_max_length=MAX_LENGTH,
+    )
+    if save_to is not None:
+        save_to = Path(save_to)
+        tok.save_pretrained(str(save_to))
+        # The slow-tokenizer files too, the layout of CompVis/stable-diffusion-v1-4's tokenizer/.
+        (save_to / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+        (save_to / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    return tok

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from ..paths import MODELS_DIR, REPO_ROOT
 from ..progress import progress
 from . import architecture as arch
-from .tokenizer import build_tokenizer, learn_merges
+from .tokenizer import build_tokenizer
 from .world import caption_corpus, sample_scene, world_spec
 
 __all__ = ["main", "train_clip", "train_unet", "train_vae", "export"]
@@ -49,6 +49,12 @@ def scene_batch(seeds: np.ndarray) -> tuple[torch.Tensor, list[str]]:
     scenes = [sample_scene(int(s)) for s in seeds]
     arrays = np.stack([s.array() for s in scenes]).astype(np.float32) / 127.5 - 1.0
     return torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous(), [s.caption for s in scenes]
+
+
+def object_masks(seeds: np.ndarray) -> torch.Tensor:
+    """Where the objects of the scenes of ``seeds`` are: float ``[B, 1, 128, 128]``."""
+    masks = np.stack([sample_scene(int(s)).masks().any(0) for s in seeds]).astype(np.float32)
+    return torch.from_numpy(masks)[:, None]
 
 
 def seed_stream(start: int, batch: int, step: int) -> np.ndarray:
@@ -70,8 +76,8 @@ def _load(path: Path):
     return torch.load(path, weights_only=False) if path.is_file() else None
 
 
-def _log(name: str, record: dict) -> None:
-    with open(WORK / f"{name}.jsonl", "a") as f:
+def _log(work: Path, name: str, record: dict) -> None:
+    with open(work / f"{name}.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -84,10 +90,12 @@ def _lr(step: int, base: float, warmup: int, total: int) -> float:
 # ----------------------------------------------------------------------------- stages
 
 
-def train_vae(steps: int = 300, batch: int = 16, crop: int = 64, lr: float = 2e-3, seed: int = 0) -> None:
+def train_vae(steps: int = 900, batch: int = 16, crop: int = 64, lr: float = 2e-3, seed: int = 0,
+              full_from: int = 300, object_weight: float = 10.0, work: Path = WORK) -> None:
     from diffusers import AutoencoderKL
 
-    ckpt = WORK / "vae.pt"
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = work / "vae.pt"
     torch.manual_seed(seed)
     vae = AutoencoderKL(**arch.VAE)
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
@@ -97,29 +105,68 @@ def train_vae(steps: int = 300, batch: int = 16, crop: int = 64, lr: float = 2e-
     gen = torch.Generator().manual_seed(seed)
     vae.train()
     for step in progress(range(start, steps), desc="vae", initial=start, total=steps):
-        images, _ = scene_batch(seed_stream(1, batch, step))
-        y, x = torch.randint(0, 128 - crop + 1, (2,), generator=gen).tolist()
-        images = images[:, :, y:y + crop, x:x + crop]
+        # Crops first (cheap, mostly texture); whole scenes later, so that every batch holds objects.
+        # Whole scenes weigh object pixels up: they are few, and their colours are what the judge reads.
+        size, count = (crop, batch) if step < full_from else (128, batch // 4)
+        seeds = seed_stream(1, batch, step)[:count]
+        images, _ = scene_batch(seeds)
+        y, x = torch.randint(0, 128 - size + 1, (2,), generator=gen).tolist()
+        images = images[:, :, y:y + size, x:x + size]
+        weight = 1.0 if step < full_from else 1.0 + (object_weight - 1.0) * object_masks(seeds)
         for g in opt.param_groups:
             g["lr"] = _lr(step, lr, 20, steps)
         dist = vae.encode(images).latent_dist
         recon = vae.decode(dist.sample(gen)).sample
-        rec = (recon - images).abs().mean()
-        kl = dist.kl().mean() / (4 * (crop // 8) ** 2)
+        rec = ((recon - images).abs() * weight).mean() / (weight.mean() if torch.is_tensor(weight) else 1.0)
+        kl = dist.kl().mean() / (4 * (size // 8) ** 2)
         loss = rec + 1e-4 * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _log("vae", {"step": step, "l1": rec.item(), "kl": kl.item()})
+        _log(work, "vae", {"step": step, "l1": rec.item(), "kl": kl.item()})
         if (step + 1) % 50 == 0 or step + 1 == steps:
             _save(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1)
 
 
-def _load_vae():
+def train_decoder(steps: int = 600, batch: int = 4, lr: float = 1e-3, seed: int = 1, object_weight: float = 10.0,
+                  work: Path = WORK) -> None:
+    """Fine-tune the VAE's decoder alone, encoder frozen, so the latent space the U-Net learns on
+    stays exactly as it is while colours sharpen (object pixels weigh ``object_weight``)."""
+    ckpt = work / "decoder.pt"
+    vae = _load_vae(work)
+    modules = [vae.decoder, vae.post_quant_conv]
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    start = 0
+    if (state := _load(ckpt)) is not None:
+        vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); start = state["step"]
+    for m in modules:
+        m.train()
+    for step in progress(range(start, steps), desc="decoder", initial=start, total=steps):
+        seeds = seed_stream(4, batch, step)
+        images, _ = scene_batch(seeds)
+        weight = 1.0 + (object_weight - 1.0) * object_masks(seeds)
+        with torch.no_grad():
+            z = vae.encode(images).latent_dist.mean
+        for g in opt.param_groups:
+            g["lr"] = _lr(step, lr, 20, steps)
+        recon = vae.decode(z).sample
+        loss = ((recon - images).abs() * weight).mean() / weight.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        _log(work, "decoder", {"step": step, "l1": loss.item()})
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            _save(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1)
+
+
+def _load_vae(work: Path = WORK):
     from diffusers import AutoencoderKL
 
     vae = AutoencoderKL(**arch.VAE)
-    vae.load_state_dict(_load(WORK / "vae.pt")["model"])
+    vae.load_state_dict(_load(work / "vae.pt")["model"])
     return vae.eval().requires_grad_(False)
 
 
@@ -131,17 +178,21 @@ def latent_scale(vae, n: int = 256) -> float:
     return float(1.0 / z.std())
 
 
-def tokenizer(folder: Path | None = None):
-    return build_tokenizer(learn_merges(caption_corpus(3000)), folder or WORK / "tokenizer")
+def tokenizer(folder: Path = WORK / "tokenizer"):
+    """The toy tokenizer: merges learned from 3,000 captions (deterministic), files in ``folder``."""
+    return build_tokenizer(caption_corpus(3000), folder)
 
 
-def train_unet(steps: int = 2000, batch: int = 32, lr: float = 1e-3, seed: int = 0, drop: float = 0.1) -> None:
+def train_unet(steps: int = 2000, batch: int = 32, lr: float = 1e-3, seed: int = 0, drop: float = 0.1,
+               work: Path = WORK, vae_from: Path = WORK, milestones: tuple[int, ...] = (100, 300, 700, 1200),
+               pool_size: int = 6000) -> None:
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    ckpt = WORK / "unet.pt"
-    tok = tokenizer()
-    vae = _load_vae()
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = work / "unet.pt"
+    tok = tokenizer(work / "tokenizer")
+    vae = _load_vae(vae_from)
     scale = latent_scale(vae)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**arch.UNET)
@@ -152,15 +203,16 @@ def train_unet(steps: int = 2000, batch: int = 32, lr: float = 1e-3, seed: int =
     if (state := _load(ckpt)) is not None:
         unet.load_state_dict(state["unet"]); text.load_state_dict(state["text"]); opt.load_state_dict(state["opt"])
         start = state["step"]
+    pool = _latent_pool(vae, scale, work, pool_size)
     noise_sched = DDPMScheduler(**{k: v for k, v in arch.SCHEDULER.items() if k not in {"skip_prk_steps", "set_alpha_to_one"}})
     gen = torch.Generator().manual_seed(seed + start)
     unet.train(); text.train()
     for step in progress(range(start, steps), desc="unet", initial=start, total=steps):
-        images, captions = scene_batch(seed_stream(2, batch, step))
+        pick = torch.randint(0, len(pool["captions"]), (batch,), generator=gen)
         keep = torch.rand(batch, generator=gen) >= drop
-        captions = [c if k else "" for c, k in zip(captions, keep.tolist())]
-        with torch.no_grad():
-            latents = vae.encode(images).latent_dist.sample(gen) * scale
+        captions = [pool["captions"][i] if k else "" for i, k in zip(pick.tolist(), keep.tolist())]
+        mean, std = pool["mean"][pick], pool["std"][pick]
+        latents = mean + std * torch.randn(mean.shape, generator=gen)
         ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
         noise = torch.randn(latents.shape, generator=gen)
         t = torch.randint(0, 1000, (batch,), generator=gen)
@@ -173,16 +225,43 @@ def train_unet(steps: int = 2000, batch: int = 32, lr: float = 1e-3, seed: int =
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        _log("unet", {"step": step, "loss": loss.item()})
+        _log(work, "unet", {"step": step, "loss": loss.item()})
         if (step + 1) % 50 == 0 or step + 1 == steps:
             _save(ckpt, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(), step=step + 1, scale=scale)
+        if step + 1 in milestones or step + 1 == steps:
+            _milestone_samples(work, step + 1, vae, unet, text, tok, scale)
+            unet.train(); text.train()
 
 
-def train_clip(steps: int = 600, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> None:
+@torch.no_grad()
+def _latent_pool(vae, scale: float, work: Path, size: int, batch: int = 50) -> dict:
+    """Scaled latent means and stds of ``size`` training scenes, encoded once (cached in ``work``).
+
+    Encoding is the costliest part of a step on the CPU; drawing a fresh sample from each
+    scene's latent distribution every time it is used keeps the pool from being memorised exactly.
+    """
+    path = work / f"latents-{size}.pt"
+    if (cached := _load(path)) is not None:
+        return cached
+    seeds = seed_stream(2, size, 0)
+    means, stds, captions = [], [], []
+    for i in progress(range(0, size, batch), desc="encode"):
+        images, caps = scene_batch(seeds[i:i + batch])
+        dist = vae.encode(images).latent_dist
+        means.append(dist.mean * scale)
+        stds.append(dist.std * scale)
+        captions += caps
+    pool = {"mean": torch.cat(means), "std": torch.cat(stds), "captions": captions}
+    _save(path, **pool)
+    return pool
+
+
+def train_clip(steps: int = 600, batch: int = 64, lr: float = 1e-3, seed: int = 0, work: Path = WORK) -> None:
     from transformers import CLIPConfig, CLIPModel
 
-    ckpt = WORK / "clip.pt"
-    tok = tokenizer()
+    work.mkdir(parents=True, exist_ok=True)
+    ckpt = work / "clip.pt"
+    tok = tokenizer(work / "tokenizer")
     config = CLIPConfig(text_config=arch.text_encoder_config(len(tok), tok.bos_token_id, tok.eos_token_id),
                         vision_config=arch.CLIP_VISION, projection_dim=64)
     torch.manual_seed(seed)
@@ -202,9 +281,30 @@ def train_clip(steps: int = 600, batch: int = 64, lr: float = 1e-3, seed: int = 
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
-        _log("clip", {"step": step, "loss": out.loss.item()})
+        _log(work, "clip", {"step": step, "loss": out.loss.item()})
         if (step + 1) % 50 == 0 or step + 1 == steps:
             _save(ckpt, model=model.state_dict(), opt=opt.state_dict(), step=step + 1)
+
+
+SAMPLE_PROMPTS = ("a red circle on the field", "three blue squares in the snow",
+                  "a white dog runs across the field", "a yellow star and a purple triangle")
+
+
+@torch.no_grad()
+def _milestone_samples(work: Path, step: int, vae, unet, text, tok, scale: float) -> None:
+    """Draw the sample prompts with the weights of this step (the chapter shows them over training)."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+    from PIL import Image
+
+    vae.register_to_config(scaling_factor=scale)  # the pipeline decodes with the VAE's own factor
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text.eval(), tokenizer=tok, unet=unet.eval(),
+                                   scheduler=PNDMScheduler(**arch.SCHEDULER), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(list(SAMPLE_PROMPTS), num_inference_steps=20,
+                  generator=[torch.Generator().manual_seed(k) for k in range(len(SAMPLE_PROMPTS))]).images
+    (work / "samples").mkdir(exist_ok=True)
+    Image.fromarray(np.concatenate([np.asarray(im) for im in images], axis=1)).save(work / "samples" / f"step{step:05d}.png")
 
 
 # ----------------------------------------------------------------------------- export
@@ -223,6 +323,8 @@ def export(out: Path = OUT) -> Path:
     tok = tokenizer(staging / "tokenizer")
     vae = AutoencoderKL(**arch.VAE, scaling_factor=state["scale"])
     vae.load_state_dict(_load(WORK / "vae.pt")["model"])
+    if (decoder := _load(WORK / "decoder.pt")) is not None:  # same encoder, sharper decoder
+        vae.load_state_dict(decoder["model"])
     unet = UNet2DConditionModel(**arch.UNET)
     unet.load_state_dict(state["unet"])
     text = CLIPTextModel(CLIPTextConfig(**arch.text_encoder_config(len(tok), tok.bos_token_id, tok.eos_token_id)))
@@ -238,10 +340,13 @@ def export(out: Path = OUT) -> Path:
         clip.load_state_dict(clip_state["model"])
         clip.to(torch.float16).save_pretrained(staging / "clip", safe_serialization=True)
         tok.save_pretrained(staging / "clip")
+        _clip_image_processor().save_pretrained(staging / "clip")
     (staging / "world.json").write_text(json.dumps(world_spec(), indent=1))
-    logs = {name: [json.loads(line) for line in open(WORK / f"{name}.jsonl")]
-            for name in ("vae", "unet", "clip") if (WORK / f"{name}.jsonl").is_file()}
-    (staging / "training_log.json").write_text(json.dumps(_thin(logs)))
+    write_training_log(staging)
+    if (WORK / "samples").is_dir():
+        shutil.copytree(WORK / "samples", staging / "samples")
+    if (WORK / "timings.jsonl").is_file():
+        shutil.copy(WORK / "timings.jsonl", staging / "timings.jsonl")
     for keep in ("README.md", "evaluation.json", "figures"):  # the model card and its figures stay
         if (out / keep).exists():
             shutil.move(str(out / keep), str(staging / keep))
@@ -250,12 +355,41 @@ def export(out: Path = OUT) -> Path:
     return out
 
 
+def _clip_image_processor():
+    """The preprocessing the toy CLIP was trained with: area-resize to 64 px, values in [-1, 1]."""
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    side = arch.CLIP_VISION["image_size"]
+    return CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
+                              image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=Image.BOX)
+
+
+def write_training_log(folder: Path) -> Path:
+    """The training curves of every stage, thinned, as ``training_log.json`` in ``folder``.
+
+    A resumed run logs the steps after its checkpoint again; the last record of a step wins.
+    """
+    logs = {}
+    for name in ("vae", "decoder", "unet", "clip"):
+        if (WORK / f"{name}.jsonl").is_file():
+            by_step = {r["step"]: r for r in map(json.loads, open(WORK / f"{name}.jsonl"))}
+            logs[name] = [by_step[k] for k in sorted(by_step)]
+    path = folder / "training_log.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(_thin(logs)))
+    tmp.replace(path)
+    return path
+
+
 def _thin(logs: dict[str, list[dict]], every: int = 10) -> dict[str, list[dict]]:
     """Training curves averaged over windows of ``every`` steps (the shipped log stays small)."""
     out = {}
     for name, rows in logs.items():
         keys = [k for k in rows[0] if k != "step"]
-        out[name] = [{"step": rows[i]["step"], **{k: float(np.mean([r[k] for r in rows[i:i + every]])) for k in keys}}
+        # Each point: the mean over a window of steps, at the window's last step (counted from 1).
+        out[name] = [{"step": rows[i:i + every][-1]["step"] + 1,
+                      **{k: float(np.mean([r[k] for r in rows[i:i + every]])) for k in keys}}
                      for i in range(0, len(rows), every)]
     return out
 
@@ -265,11 +399,12 @@ def _thin(logs: dict[str, list[dict]], every: int = 10) -> dict[str, list[dict]]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdprobe.toy.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", nargs="+", default=["vae", "unet", "clip", "export"],
-                        choices=["vae", "unet", "clip", "export"])
-    parser.add_argument("--vae-steps", type=int, default=300)
+    parser.add_argument("--stage", nargs="+", default=["vae", "unet", "decoder", "clip", "export"],
+                        choices=["vae", "unet", "decoder", "clip", "export"])
+    parser.add_argument("--vae-steps", type=int, default=900)
     parser.add_argument("--unet-steps", type=int, default=2000)
     parser.add_argument("--clip-steps", type=int, default=600)
+    parser.add_argument("--decoder-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscription)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -280,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             train_vae(args.vae_steps)
         elif stage == "unet":
             train_unet(args.unet_steps)
+        elif stage == "decoder":
+            train_decoder(args.decoder_steps)
         elif stage == "clip":
             train_clip(args.clip_steps)
         else:
