@@ -68,6 +68,7 @@ rerun: install
 toy: install
 	$(BIN)/python -m sdprobe.toy.train
 	$(BIN)/python -m sdprobe.toy.evaluate
+	$(BIN)/python -m sdprobe.toy.card
 
 clean:
 	rm -rf _build runs
