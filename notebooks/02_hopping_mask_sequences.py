@@ -32,19 +32,15 @@
 # explains on its own.
 
 # %%
-# Colab only: fetch the project and install it next to Colab's own torch (skipped elsewhere).
+# Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
 import os
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    _repo = "https://github.com/sdprobe/inside-stable-diffusion"
-    subprocess.run(["git", "clone", "--depth", "1", _repo, "/content/isd"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "diffusers", "transformers", "accelerate",
-                    "safetensors", "papermill", "jupytext"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-e", "/content/isd"], check=True)
+    subprocess.run("git clone -q --depth 1 https://github.com/sdprobe/inside-stable-diffusion /content/isd"
+                   " && python /content/isd/lib/sdprobe/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/isd/lib")
-    os.chdir("/content/isd/notebooks")
 
 # %% tags=["parameters"]
 model = "toy"  # "toy", "random:sd1-tiny", a local folder, or a Hub id such as "CompVis/stable-diffusion-v1-4"
