@@ -28,14 +28,14 @@ help:
 	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper'  batch papermill reruns into runs/"
 	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, about an hour)"
 
-# torch first and pinned, so the resolver never reaches for a newer CUDA build.
+# torch first and pinned, so the resolver never reaches for a newer CUDA build. daam 0.2.0, the
+# reference the heat-map tests compare against, pins an old diffusers: it comes without its
+# dependencies (those it imports are in the test extra).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -m pip install -q -e ".[book,test]" 2>&1 | grep -v "^WARNING: Location" || true
-	# daam 0.2.0 is the reference the heat-map tests compare against; it pins an old diffusers,
-	# so it comes without its dependencies (those it imports are in the test extra).
 	$(BIN)/python -m pip install -q --no-deps daam==0.2.0 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import torch, diffusers, transformers, sdprobe; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
