@@ -337,17 +337,16 @@ def edit_scene(scene: Scene, index: int = 0, *, colour: str | None = None, shape
     obj = scene.objects[index]
     caption = scene.caption
     objects = list(scene.objects)
+    targets = range(len(objects)) if scene.kind == "count" else [index]  # a count edits every copy
     if colour is not None:
         if colour not in PALETTE:
             raise ValueError(f"unknown colour {colour!r}; choose one of {list(PALETTE)}")
-        targets = range(len(objects)) if scene.kind == "count" else [index]
         for i in targets:
             objects[i] = replace(objects[i], colour=colour)
         caption = re.sub(rf"\b{obj.colour}\b", colour, caption, count=1)
     if shape is not None:
         if shape not in SHAPES:
             raise ValueError(f"unknown shape {shape!r}; choose one of {list(SHAPES)}")
-        targets = range(len(objects)) if scene.kind == "count" else [index]
         for i in targets:
             objects[i] = replace(objects[i], shape=shape)
         caption = re.sub(rf"\b{obj.shape}(s?)\b", rf"{shape}\1", caption, count=1)
