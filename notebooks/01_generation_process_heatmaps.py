@@ -298,9 +298,10 @@ print(f"heat mask: its region reached half its change first in {heat_test.wins} 
       f"mean lead {heat_test.lead:+.2f} steps of {n - 1}, sign test p = {heat_test.p:.3g}")
 if TOY:
     true_test = inside_first(claim["true half-time inside"], claim["true half-time outside"])
-    print(f"true outline: first in {true_test.wins} of {true_test.total} seeds (with a {WORD} found), mean lead "
-          f"{true_test.lead:+.2f} steps, sign test p = {true_test.p:.3g}; heat mask vs true outline IoU "
-          f"{claim['IoU with true mask'].mean():.3f} (mean)")
+    found = claim["IoU with true mask"].dropna()  # seeds where the judge found the subject
+    print(f"true outline: first in {true_test.wins} of {true_test.total} seeds (with a {WORD} found)"
+          + (f", mean lead {true_test.lead:+.2f} steps, sign test p = {true_test.p:.3g}; heat mask vs true outline "
+             f"IoU {found.mean():.3f} (mean of {len(found)})" if len(found) else ""))
 
 # %% [markdown]
 # ## 5. The paper's variants: adjectives, more words, "Three dogs" (Fig. 4)
@@ -367,12 +368,26 @@ elif count_row is not None:
 else:
     count_ours, count_verdict = "no variant with a plural subject given", "not run"
 on = " on toy" if TOY else " on this model"
+
+
+def variants_verdict(ious: pd.Series) -> str:
+    """Holds when every variant whose subject was found has IoU ≥ 0.5 (NaN: nothing found)."""
+    found = ious.dropna()
+    if found.empty:
+        return "not testable: no subject drawn"
+    hits = int((found >= 0.5).sum())
+    return "holds on toy" if hits == len(found) else "does not hold on toy" if hits == 0 else "partly on toy"
+
+
 rows = [
     {"what": "Fig. 1: the heat map of the subject sits on the subject", "paper": "the dog is the most attended region",
-     "ours": (f"'{WORD}' mask covers {mask.mean():.1%} of the image; IoU with the true outline {claim['IoU with true mask'].mean():.3f} "
-              f"(mean of {len(claim)} seeds; our bar 0.5)") if TOY else f"'{WORD}' mask covers {mask.mean():.1%} of the image (no true outline)",
+     "ours": (f"'{WORD}' mask covers {mask.mean():.1%} of the image; " + (
+              f"IoU with the true outline {found.mean():.3f} (mean of the {len(found)} of {len(claim)} seeds with a "
+              f"{WORD} found; our bar 0.5)" if len(found) else f"the judge found no {WORD} in any of {len(claim)} seeds"))
+             if TOY else f"'{WORD}' mask covers {mask.mean():.1%} of the image (no true outline)",
      "model": MODEL,
-     "verdict": ("holds on toy" if claim["IoU with true mask"].mean() >= 0.5 else "does not hold on toy") if TOY else "judge by eye"},
+     "verdict": (("holds on toy" if found.mean() >= 0.5 else "does not hold on toy") if len(found)
+                 else f"not testable: no {WORD} drawn") if TOY else "judge by eye"},
     {"what": f"Fig. 2: change between steps {a} and {b}", "paper": "large change around the dog",
      "ours": f"{inside_pair:.3g}× as much change per pixel inside the '{WORD}' mask as outside", "model": MODEL,
      "verdict": "about even" if abs(np.log(inside_pair)) < 0.1 else "inside changes more" if inside_pair > 1 else "outside changes more"},
@@ -381,17 +396,16 @@ rows = [
              f"{heat_test.lead:+.2f} of {n - 1} steps (sign test p = {heat_test.p:.3g})",
      "model": MODEL, "verdict": heat_test.verdict + on},
     {"what": "variants: the subject's heat map follows the subject", "paper": "examined, described by eye",
-     "ours": "; ".join(f"{w!r} in '{p}': " + (f"IoU {v:.2f}" if TOY else f"mask {m:.0%} of the image")
+     "ours": "; ".join(f"{w!r} in '{p}': " + ((f"IoU {v:.2f}" if v == v else "none found") if TOY else f"mask {m:.0%} of the image")
                        for w, p, v, m in zip(words[1:], table.index[1:], table.get("IoU with true mask", table["mask area"])[1:],
                                              table["mask area"][1:])) or "no variant given",
-     "model": MODEL, "verdict": "see Fig. 4" if not TOY else
-     {len(words) - 1: "holds on toy", 0: "does not hold on toy"}.get(int((table["IoU with true mask"][1:] >= 0.5).sum()),
-                                                                     "partly on toy")},
+     "model": MODEL, "verdict": "see Fig. 4" if not TOY else variants_verdict(table["IoU with true mask"][1:])},
     {"what": "'Three dogs': several dogs attended and drawn at once", "paper": "several dogs attended simultaneously",
      "ours": count_ours, "model": MODEL, "verdict": count_verdict},
 ]
 if TOY:
     rows.insert(3, {"what": "… the same with the true outline instead of the heat mask", "paper": "—",
                     "ours": f"first in {true_test.wins}/{true_test.total} seeds, mean lead {true_test.lead:+.2f} steps "
-                            f"(p = {true_test.p:.3g})", "model": MODEL, "verdict": true_test.verdict + on})
+                            f"(p = {true_test.p:.3g})" if true_test.total else f"no seed with a {WORD} found",
+                    "model": MODEL, "verdict": true_test.verdict + on if true_test.total else f"not testable: no {WORD} drawn"})
 sdprobe.notebook.reproduction_report(rows)

@@ -56,6 +56,18 @@ def test_toy_latents_have_about_unit_scale(toy):
     assert 0.6 < float(z.std()) < 1.6
 
 
+def test_toy_vae_brings_back_every_object_in_its_colour(toy):
+    from sdprobe.latents import decode_latents, encode_images
+    from sdprobe.metrics import mask_iou
+    from sdprobe.toy.world import sample_scene, segment
+
+    scenes = [sample_scene(900_000 + i) for i in range(12)]
+    recons = decode_latents(toy, encode_images(toy, [s.image() for s in scenes]))
+    kept = [any(d.colour == obj.colour and mask_iou(d.mask, mask) >= 0.3 for d in segment(recon))
+            for scene, recon in zip(scenes, recons) for obj, mask in zip(scene.objects, scene.masks())]
+    assert np.mean(kept) >= 0.9
+
+
 def test_toy_clip_prefers_the_true_caption():
     from transformers import CLIPModel, CLIPTokenizer
 
@@ -77,3 +89,5 @@ def test_model_card_reports_the_shipped_evaluation():
     card = (TOY / "README.md").read_text()
     for kind in ("single", "pair", "count"):
         assert f"{result['kinds'][kind]['correct']:.0%}" in card
+    assert f"IoU {result['kinds']['single']['heatmap_iou']:.2f}" in card
+    assert f"| {result['vae']['correct']:.0%} |" in card

@@ -20,7 +20,9 @@ TEXT_WIDTH = 64
 VAE: dict[str, Any] = dict(
     in_channels=3, out_channels=3, latent_channels=4, sample_size=IMAGE_SIZE,
     down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
-    block_out_channels=[16, 32, 64, 64], layers_per_block=1, norm_num_groups=16,
+    # Four channels per norm group at the first level, as in SD's VAE (128 / 32): with one channel
+    # per group, GroupNorm would erase each channel's mean, i.e. the colour of flat regions.
+    block_out_channels=[16, 32, 64, 64], layers_per_block=1, norm_num_groups=4,
     mid_block_add_attention=False,
 )
 
@@ -28,7 +30,7 @@ UNET: dict[str, Any] = dict(
     sample_size=LATENT_SIZE, in_channels=4, out_channels=4,
     down_block_types=["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
     up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
-    block_out_channels=[32, 64, 96, 96], layers_per_block=2, norm_num_groups=16,
+    block_out_channels=[32, 64, 96, 96], layers_per_block=2, norm_num_groups=8,
     cross_attention_dim=TEXT_WIDTH, attention_head_dim=4,
 )
 

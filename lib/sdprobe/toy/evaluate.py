@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..metrics import ImageJudgement, colour_swap_rate, missing_object_rate
+from ..attention import trace_attention
+from ..heatmaps import DEFAULT_THRESHOLD
+from ..metrics import ImageJudgement, colour_swap_rate, mask_iou, missing_object_rate
 from ..progress import progress
 from .world import Detection, parse_prompt, sample_scene, segment
 
@@ -75,28 +77,66 @@ def evaluation_prompts(kind: str, n: int) -> list[str]:
 
 
 @torch.no_grad()
-def evaluate(pipe, n: int = 40, *, steps: int = 30, guidance: float = 7.5, seed: int = 0, batch: int = 8) -> dict:
+def evaluate(pipe, n: int = 40, *, steps: int = 30, guidance: float = 7.5, seed: int = 0, batch: int = 8,
+             threshold: float = DEFAULT_THRESHOLD) -> dict:
     """The quality table: per scene kind, the share of correct images and the failure rates.
 
-    Returns a JSON-ready dict with, for ``single``: correct; ``pair``: correct, missing-object and
-    colour-swap rates; ``count``: correct (the asked number of the right objects).
+    Returns a JSON-ready dict with, for ``single``: correct, and the heat-map IoU (the object word's
+    DAAM mask at ``threshold`` against the object the judge found, over images where it found one);
+    ``pair``: correct, missing-object and colour-swap rates; ``count``: correct (the asked number
+    of the right objects).
     """
     table = {}
     for kind in ("single", "pair", "count"):
         prompts = evaluation_prompts(kind, n)
-        verdicts = []
+        verdicts, ious = [], []
         for i in progress(range(0, n, batch), desc=f"evaluate {kind}"):
             chunk = prompts[i:i + batch]
             gen = [torch.Generator().manual_seed(seed + i + k) for k in range(len(chunk))]
-            images = pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=gen).images
+            with trace_attention(pipe, keep_steps=False) as trace:
+                images = pipe(chunk, num_inference_steps=steps, guidance_scale=guidance, generator=gen).images
             verdicts += [judge(im, p) for im, p in zip(images, chunk)]
+            if kind == "single":
+                ious += [_heatmap_iou(trace, k, im, p, threshold) for k, (im, p) in enumerate(zip(images, chunk))]
         row = {"images": n, "correct": float(np.mean([v.correct for v in verdicts]))}
+        if kind == "single":
+            found = [v for v in ious if v is not None]
+            row |= {"heatmap_iou": float(np.mean(found)) if found else float("nan"),
+                    "heatmap_iou_at_least_0.5": float(np.mean([v >= 0.5 for v in found])) if found else float("nan"),
+                    "heatmap_images": len(found), "heatmap_threshold": threshold}
         if kind == "pair":
             judgements = [v.judgement for v in verdicts]
             row["missing_object_rate"] = missing_object_rate(judgements)
             row["colour_swap_rate"] = colour_swap_rate(judgements)
         table[kind] = row
-    return {"steps": steps, "guidance": guidance, "seed": seed, "kinds": table}
+    return {"steps": steps, "guidance": guidance, "seed": seed, "kinds": table, "vae": vae_roundtrip(pipe, n)}
+
+
+@torch.no_grad()
+def vae_roundtrip(pipe, n: int = 40) -> dict:
+    """How much of a scene survives the VAE alone: encode and decode ``n`` held-out scenes of
+    every kind and judge the reconstructions against their captions (an upper bound for what the
+    U-Net can be judged to draw)."""
+    from ..latents import decode_latents, encode_images
+
+    scenes = [sample_scene(EVAL_SEEDS_FROM + i, kind=kind) for kind in ("single", "pair", "count") for i in range(n)]
+    verdicts = []
+    for i in range(0, len(scenes), 8):
+        chunk = scenes[i:i + 8]
+        recons = decode_latents(pipe, encode_images(pipe, [s.image() for s in chunk]))
+        verdicts += [judge(r, s.caption) for r, s in zip(recons, chunk)]
+    return {"images": len(scenes), "correct": float(np.mean([v.correct for v in verdicts]))}
+
+
+def _heatmap_iou(trace, image: int, picture: Image.Image, prompt: str, threshold: float) -> float | None:
+    """IoU of the shape word's heat-map mask with the largest object of that shape the judge
+    finds in the image; ``None`` when it finds none."""
+    shape = parse_prompt(prompt).groups[0][1]
+    found = [d for d in segment(picture) if d.shape == shape]
+    if not found:
+        return None
+    heat = trace.word_mask(shape, threshold, image=image)
+    return mask_iou(heat.numpy(), max(found, key=lambda d: d.area).mask)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,10 @@
 
 Stages, each deterministic from its seed and resumable from its checkpoint in ``.toytrain/``:
 
-``vae``    an 8×-downsampling AutoencoderKL on random 64-pixel crops of toy scenes (L1 + a small
-           KL term, as in the latent diffusion paper's autoencoders but without the GAN);
-``unet``   the U-Net and the CLIP text encoder together, on VAE latents of freshly drawn scenes,
+``vae``    an 8×-downsampling AutoencoderKL, on 64-pixel crops and then whole scenes, with object
+           pixels weighted up (L1 + a small KL term, as in the latent diffusion paper's
+           autoencoders but without the GAN);
+``unet``   the U-Net and the CLIP text encoder together, on VAE latents of training scenes,
            with SD's epsilon objective and 10 % empty captions for classifier-free guidance;
 ``clip``   a small CLIP (contrastive image-text model) for the toy CLIP score, independent of
            the generator;
@@ -90,10 +91,13 @@ def _lr(step: int, base: float, warmup: int, total: int) -> float:
 # ----------------------------------------------------------------------------- stages
 
 
-def train_vae(steps: int = 900, batch: int = 16, crop: int = 64, lr: float = 2e-3, seed: int = 0,
-              full_from: int = 300, object_weight: float = 10.0, work: Path = WORK) -> None:
+def train_vae(steps: int = 2000, batch: int = 16, crop: int = 64, lr: float = 1e-3, seed: int = 0,
+              full_from: int | None = None, object_weight: float = 10.0, work: Path = WORK) -> None:
+    """The VAE: ``batch`` crops of ``crop`` pixels per step, then (from ``full_from``, by default 60 %
+    of ``steps``) ``batch // 4`` whole scenes per step."""
     from diffusers import AutoencoderKL
 
+    full_from = int(0.6 * steps) if full_from is None else full_from
     work.mkdir(parents=True, exist_ok=True)
     ckpt = work / "vae.pt"
     torch.manual_seed(seed)
@@ -102,62 +106,29 @@ def train_vae(steps: int = 900, batch: int = 16, crop: int = 64, lr: float = 2e-
     start = 0
     if (state := _load(ckpt)) is not None:
         vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); start = state["step"]
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + start)
     vae.train()
     for step in progress(range(start, steps), desc="vae", initial=start, total=steps):
-        # Crops first (cheap, mostly texture); whole scenes later, so that every batch holds objects.
-        # Whole scenes weigh object pixels up: they are few, and their colours are what the judge reads.
+        # Crops first (cheap); whole scenes last, so that the norm statistics match full images.
+        # Object pixels weigh more throughout: they are few, and their colours are what the judge reads.
         size, count = (crop, batch) if step < full_from else (128, batch // 4)
         seeds = seed_stream(1, batch, step)[:count]
         images, _ = scene_batch(seeds)
         y, x = torch.randint(0, 128 - size + 1, (2,), generator=gen).tolist()
         images = images[:, :, y:y + size, x:x + size]
-        weight = 1.0 if step < full_from else 1.0 + (object_weight - 1.0) * object_masks(seeds)
+        weight = 1.0 + (object_weight - 1.0) * object_masks(seeds)[:, :, y:y + size, x:x + size]
         for g in opt.param_groups:
-            g["lr"] = _lr(step, lr, 20, steps)
+            g["lr"] = _lr(step, lr, 50, steps)
         dist = vae.encode(images).latent_dist
         recon = vae.decode(dist.sample(gen)).sample
-        rec = ((recon - images).abs() * weight).mean() / (weight.mean() if torch.is_tensor(weight) else 1.0)
+        rec = ((recon - images).abs() * weight).mean() / weight.mean()
         kl = dist.kl().mean() / (4 * (size // 8) ** 2)
         loss = rec + 1e-4 * kl
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
         _log(work, "vae", {"step": step, "l1": rec.item(), "kl": kl.item()})
-        if (step + 1) % 50 == 0 or step + 1 == steps:
-            _save(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1)
-
-
-def train_decoder(steps: int = 600, batch: int = 4, lr: float = 1e-3, seed: int = 1, object_weight: float = 10.0,
-                  work: Path = WORK) -> None:
-    """Fine-tune the VAE's decoder alone, encoder frozen, so the latent space the U-Net learns on
-    stays exactly as it is while colours sharpen (object pixels weigh ``object_weight``)."""
-    ckpt = work / "decoder.pt"
-    vae = _load_vae(work)
-    modules = [vae.decoder, vae.post_quant_conv]
-    params = [p for m in modules for p in m.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    start = 0
-    if (state := _load(ckpt)) is not None:
-        vae.load_state_dict(state["model"]); opt.load_state_dict(state["opt"]); start = state["step"]
-    for m in modules:
-        m.train()
-    for step in progress(range(start, steps), desc="decoder", initial=start, total=steps):
-        seeds = seed_stream(4, batch, step)
-        images, _ = scene_batch(seeds)
-        weight = 1.0 + (object_weight - 1.0) * object_masks(seeds)
-        with torch.no_grad():
-            z = vae.encode(images).latent_dist.mean
-        for g in opt.param_groups:
-            g["lr"] = _lr(step, lr, 20, steps)
-        recon = vae.decode(z).sample
-        loss = ((recon - images).abs() * weight).mean() / weight.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        _log(work, "decoder", {"step": step, "l1": loss.item()})
         if (step + 1) % 50 == 0 or step + 1 == steps:
             _save(ckpt, model=vae.state_dict(), opt=opt.state_dict(), step=step + 1)
 
@@ -183,9 +154,9 @@ def tokenizer(folder: Path = WORK / "tokenizer"):
     return build_tokenizer(caption_corpus(3000), folder)
 
 
-def train_unet(steps: int = 2000, batch: int = 32, lr: float = 1e-3, seed: int = 0, drop: float = 0.1,
-               work: Path = WORK, vae_from: Path = WORK, milestones: tuple[int, ...] = (100, 300, 700, 1200),
-               pool_size: int = 6000) -> None:
+def train_unet(steps: int = 5000, batch: int = 32, lr: float = 1e-3, seed: int = 0, drop: float = 0.1,
+               work: Path = WORK, vae_from: Path = WORK, milestones: tuple[int, ...] = (100, 300, 1000, 2000, 3000),
+               pool_size: int = 8000) -> None:
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -323,8 +294,6 @@ def export(out: Path = OUT) -> Path:
     tok = tokenizer(staging / "tokenizer")
     vae = AutoencoderKL(**arch.VAE, scaling_factor=state["scale"])
     vae.load_state_dict(_load(WORK / "vae.pt")["model"])
-    if (decoder := _load(WORK / "decoder.pt")) is not None:  # same encoder, sharper decoder
-        vae.load_state_dict(decoder["model"])
     unet = UNet2DConditionModel(**arch.UNET)
     unet.load_state_dict(state["unet"])
     text = CLIPTextModel(CLIPTextConfig(**arch.text_encoder_config(len(tok), tok.bos_token_id, tok.eos_token_id)))
@@ -371,7 +340,7 @@ def write_training_log(folder: Path) -> Path:
     A resumed run logs the steps after its checkpoint again; the last record of a step wins.
     """
     logs = {}
-    for name in ("vae", "decoder", "unet", "clip"):
+    for name in ("vae", "unet", "clip"):
         if (WORK / f"{name}.jsonl").is_file():
             by_step = {r["step"]: r for r in map(json.loads, open(WORK / f"{name}.jsonl"))}
             logs[name] = [by_step[k] for k in sorted(by_step)]
@@ -399,12 +368,11 @@ def _thin(logs: dict[str, list[dict]], every: int = 10) -> dict[str, list[dict]]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdprobe.toy.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", nargs="+", default=["vae", "unet", "decoder", "clip", "export"],
-                        choices=["vae", "unet", "decoder", "clip", "export"])
-    parser.add_argument("--vae-steps", type=int, default=900)
-    parser.add_argument("--unet-steps", type=int, default=2000)
+    parser.add_argument("--stage", nargs="+", default=["vae", "unet", "clip", "export"],
+                        choices=["vae", "unet", "clip", "export"])
+    parser.add_argument("--vae-steps", type=int, default=2000)
+    parser.add_argument("--unet-steps", type=int, default=5000)
     parser.add_argument("--clip-steps", type=int, default=600)
-    parser.add_argument("--decoder-steps", type=int, default=600)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 avoids oversubscription)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -415,8 +383,6 @@ def main(argv: list[str] | None = None) -> int:
             train_vae(args.vae_steps)
         elif stage == "unet":
             train_unet(args.unet_steps)
-        elif stage == "decoder":
-            train_decoder(args.decoder_steps)
         elif stage == "clip":
             train_clip(args.clip_steps)
         else:
