@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdprobe.toy.evaluate import judge
+from sdprobe.toy.evaluate import TARGETS, judge, targets_met
 from sdprobe.toy.tokenizer import build_tokenizer
 from sdprobe.toy.world import (
     BACKGROUNDS, DOCUMENT_ANALOGUES, PALETTE, SHAPES, caption_corpus, edit_scene, parse_prompt, sample_scene,
@@ -83,3 +83,9 @@ def test_tokenizer_keeps_world_words_whole_and_pads_to_77(tmp_path):
     ids = tok("a dog", padding="max_length", max_length=77).input_ids
     assert len(ids) == 77 and ids[0] == tok.bos_token_id and set(ids[3:]) == {tok.eos_token_id}
     assert tok.unk_token_id not in tok("quixotic zebra").input_ids[1:-1]  # unknown words fall back to bytes
+
+
+def test_targets_met_compares_each_result_with_its_bar():
+    at = {"kinds": {"single": {"correct": TARGETS["single"], "heatmap_iou": TARGETS["heatmap_iou"] - 0.01},
+                    "pair": {"correct": TARGETS["pair"] - 0.01}, "count": {"correct": 1.0}}}
+    assert targets_met(at) == {"single": True, "pair": False, "count": True, "heatmap_iou": False}
