@@ -48,11 +48,11 @@ device = "auto"  # "auto" picks CUDA, then MPS, then the CPU
 dtype = "auto"  # "auto": fp16 on a GPU, fp32 on the CPU
 clip_model = "toy"  # CLIP for the scores: "toy" (data/models/toy/clip), a local folder or a Hub id
 seed = 1212
-steps = 15
+steps = 20
 guidance = 7.5
 height = 128
 width = 128
-scheduler = "lms"
+scheduler = "dpm"  # DPM-Solver++ (2M); the paper used LMS
 # Each story is drawn one picture per prompt. The paper's four stories are in the paper preset;
 # these are toy-world analogues (a subject named with its colour once, then without it).
 stories = [

@@ -49,7 +49,7 @@ if "google.colab" in sys.modules:
 model = "toy"  # "toy", "random:sd1-tiny", a local folder, or a Hub id such as "hakurei/waifu-diffusion"
 device = "auto"  # "auto" picks CUDA, then MPS, then the CPU
 dtype = "auto"  # "auto": fp16 on a GPU, fp32 on the CPU
-scheduler = "ddim"  # the paper names none
+scheduler = "dpm"  # DPM-Solver++ (2M); the paper names none
 seed = 1111
 steps = 10
 guidance = 7.5

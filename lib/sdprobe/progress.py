@@ -27,6 +27,11 @@ def progress(iterable: Iterable[T], **kwargs) -> Iterator[T]:
     return iter(tqdm(iterable, disable=not progress_enabled(), **kwargs))
 
 
+def progress_bar(**kwargs) -> tqdm:
+    """A manual ``tqdm`` bar (``update``, ``total`` may change) that honours :func:`progress_enabled`."""
+    return tqdm(disable=not progress_enabled(), **kwargs)
+
+
 def configure_pipeline_progress(pipe) -> None:
     """Apply the progress setting to a diffusers pipeline's own denoising bar."""
     pipe.set_progress_bar_config(disable=not progress_enabled())

@@ -34,6 +34,7 @@ __all__ = [
     "PromptSpec",
     "Scene",
     "ToyObject",
+    "background_of",
     "caption_corpus",
     "edit_scene",
     "make_scene",
@@ -46,6 +47,16 @@ __all__ = [
 ]
 
 IMAGE_SIZE = 128
+#: The world's generation: 2 draws every object at least five latent cells across (40 px) and no
+#: texture finer than the latent grid; 1 drew objects 2 to 7 cells wide on 6-px grass rows.
+WORLD_VERSION = 2
+#: Height of a grass row (px): a 32-px period, twice the Nyquist period of the 8× latent grid.
+GRASS_ROW = 16
+#: Half the shorter side of each object's box (px), by the number of objects in the scene. The
+#: shortest side is at least 41 px: five latent cells. Objects keep :data:`GAP` pixels apart and
+#: :data:`MARGIN` pixels from the edge.
+HALF_SIZES: dict[int, tuple[int, int]] = {1: (26, 40), 2: (22, 30), 3: (20, 24)}
+GAP, MARGIN = 6, 3
 
 #: Object colours (RGB). Chosen far from each other and from every background colour, so a
 #: generated pixel can be named by its nearest colour.
@@ -132,7 +143,12 @@ class Scene:
 
 
 def background_array(name: str, size: int = IMAGE_SIZE, texture_seed: int = 0) -> np.ndarray:
-    """A background texture, uint8 ``(size, size, 3)``: stripes, a river band, or a gradient."""
+    """A background texture, uint8 ``(size, size, 3)``: grass rows, a river band, or a gradient.
+
+    Every texture is coarser than the latent grid of an 8× VAE (its Nyquist period is 16 px):
+    grass rows are :data:`GRASS_ROW` pixels high, the river is a band about 25 px wide, snow and
+    sky are smooth vertical gradients.
+    """
     if name not in BACKGROUNDS:
         raise ValueError(f"unknown background {name!r}; choose one of {sorted(BACKGROUNDS)}")
     cols = np.array(BACKGROUNDS[name], dtype=np.float32)
@@ -140,7 +156,7 @@ def background_array(name: str, size: int = IMAGE_SIZE, texture_seed: int = 0) -
     x = np.arange(size, dtype=np.float32)[None, :] / size
     img = np.empty((size, size, 3), dtype=np.float32)
     if name in ("field", "river"):
-        stripes = (np.floor(y * size / 6) % 2).repeat(size, axis=1)  # rows of grass
+        stripes = (np.floor(y * size / GRASS_ROW) % 2).repeat(size, axis=1)  # rows of grass
         img[:] = np.where(stripes[..., None] > 0, cols[1], cols[0])
         if name == "river":
             centre = 0.4 + 0.2 * (texture_seed % 7) / 6
@@ -222,24 +238,73 @@ def shape_mask(shape: str, box: tuple[int, int, int, int], size: int = IMAGE_SIZ
 
 
 def _place(shapes: list[str], rng: np.random.Generator, size: int) -> list[tuple[int, int, int, int]]:
-    """Non-overlapping boxes for ``shapes``; object size shrinks as the count grows."""
+    """Non-overlapping boxes for ``shapes``, more than :data:`GAP` pixels apart.
+
+    Sizes come from :data:`HALF_SIZES` (half the shorter side; the dog is wider than tall).
+    Positions are drawn at random; crowded draws are retried with the size range narrowing towards
+    its minimum, and a draw that still does not fit is laid out in rows (:func:`_rows`).
+    """
     n = len(shapes)
-    lo, hi = {1: (14, 28), 2: (11, 20), 3: (9, 16)}[n]
-    margin, gap = 3, 4
-    for attempt in range(200):
+    lo, hi = HALF_SIZES[n]
+    for attempt in range(300):
+        top = max(lo, hi - attempt // 30)
+        extents = [_extent(shape, int(rng.integers(lo, top + 1))) for shape in shapes]
         boxes: list[tuple[int, int, int, int]] = []
-        for shape in shapes:
-            half = int(rng.integers(lo, hi + 1)) - attempt // 50  # shrink if crowded
-            hw, hh = half, max(6, int(round(half * _ASPECT[shape])))
-            cx = int(rng.integers(margin + hw, size - margin - hw))
-            cy = int(rng.integers(margin + hh, size - margin - hh))
+        for hw, hh in extents:
+            cx = int(rng.integers(MARGIN + hw, size - MARGIN - hw))
+            cy = int(rng.integers(MARGIN + hh, size - MARGIN - hh))
             box = (cx - hw, cy - hh, cx + hw, cy + hh)
-            if any(not (box[2] + gap < b[0] or b[2] + gap < box[0] or box[3] + gap < b[1] or b[3] + gap < box[1]) for b in boxes):
+            if any(not (box[2] + GAP < b[0] or b[2] + GAP < box[0] or box[3] + GAP < b[1] or b[3] + GAP < box[1])
+                   for b in boxes):
                 break
             boxes.append(box)
         if len(boxes) == n:
             return boxes
-    raise RuntimeError(f"could not place {n} objects without overlap")  # never seen with n <= 3
+    return _rows([_extent(shape, lo) for shape in shapes], rng, size)
+
+
+def _extent(shape: str, half: int) -> tuple[int, int]:
+    """Half-width and half-height of a shape whose shorter side is ``2 * half + 1`` pixels."""
+    return int(round(half / _ASPECT[shape])), half
+
+
+def _rows(extents: list[tuple[int, int]], rng: np.random.Generator, size: int) -> list[tuple[int, int, int, int]]:
+    """Boxes of the given half-extents laid out in rows, the spare room spread at random.
+
+    Tries the row splits (all in one row, one per row, two then one, one then two) in random order
+    and takes the first that fits; at the minimum sizes of :data:`HALF_SIZES` one always does.
+    """
+    n, room, step = len(extents), size - 2 * MARGIN, GAP + 1
+    splits = [s for s in ([n], [1] * n, [2, 1], [1, 2]) if sum(s) == n]
+    for k in rng.permutation(len(splits)):
+        rows, i = [], 0
+        for count in splits[k]:
+            rows.append(list(range(i, i + count)))
+            i += count
+        widths = [sum(2 * extents[j][0] + 1 for j in row) + step * (len(row) - 1) for row in rows]
+        heights = [max(2 * extents[j][1] + 1 for j in row) for row in rows]
+        spare_y = room - sum(heights) - step * (len(rows) - 1)
+        if spare_y < 0 or max(widths) > room:
+            continue
+        boxes: dict[int, tuple[int, int, int, int]] = {}
+        pads = _share(spare_y, len(rows) + 1, rng)
+        y = MARGIN + pads[0]
+        for row, width, height, pad_y in zip(rows, widths, heights, pads[1:]):
+            x = MARGIN + int(rng.integers(0, room - width + 1))
+            for j in row:
+                hw, hh = extents[j]
+                top = y + int(rng.integers(0, height - 2 * hh))
+                boxes[j] = (x, top, x + 2 * hw, top + 2 * hh)
+                x += 2 * hw + 1 + step
+            y += height + step + pad_y
+        return [boxes[j] for j in range(n)]
+    raise RuntimeError(f"objects of half-extents {extents} do not fit in a {size}-pixel scene")
+
+
+def _share(total: int, parts: int, rng: np.random.Generator) -> list[int]:
+    """``total`` pixels split at random into ``parts`` non-negative whole parts."""
+    cuts = np.sort(rng.integers(0, total + 1, parts - 1))
+    return np.diff(np.concatenate([[0], cuts, [total]])).astype(int).tolist()
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str:
@@ -474,6 +539,42 @@ def colour_labels(image: Image.Image | np.ndarray) -> np.ndarray:
     nearest = dist.argmin(-1)
     lut = np.array([i if n is not None else -1 for i, n in enumerate(names)])
     return lut[nearest]
+
+
+#: Which texture each background reference colour belongs to (field and river share their grass).
+_TEXTURE_OF: dict[tuple[int, int, int], str] = {
+    **{c: "grass" for c in BACKGROUNDS["field"]}, BACKGROUNDS["river"][2]: "water",
+    **{c: "snow" for c in BACKGROUNDS["snow"]}, **{c: "sky" for c in BACKGROUNDS["sky"]},
+}
+#: A river scene shows at least this share of its background pixels as water. The band covers
+#: 20 % of the picture; the largest single object can hide most, never all, of it.
+RIVER_MIN_WATER = 0.02
+
+
+def background_of(image: Image.Image | np.ndarray) -> str | None:
+    """Name the background of a toy-world image: ``field``, ``river``, ``snow`` or ``sky``.
+
+    Each pixel whose nearest reference colour is a background colour votes for its texture
+    (grass, water, snow, sky); grass and water together against snow and sky decide between the
+    green and the pale worlds, then water (after a 3-pixel opening against stray blue-green
+    edges) tells a river from a field and the majority tells snow from sky. ``None`` when no
+    pixel shows a background colour.
+    """
+    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    refs, names = _reference_colours()
+    nearest = ((arr[:, :, None, :] - refs[None, None]) ** 2).sum(-1).argmin(-1)
+    texture_names = ["grass", "water", "snow", "sky"]
+    lut = np.array([texture_names.index(_TEXTURE_OF[tuple(int(v) for v in refs[i])]) if n is None else -1
+                    for i, n in enumerate(names)])
+    textures = lut[nearest]
+    votes = {t: int((textures == k).sum()) for k, t in enumerate(texture_names)}
+    total = sum(votes.values())
+    if total == 0:
+        return None
+    if votes["grass"] + votes["water"] >= votes["snow"] + votes["sky"]:
+        water = ndimage.binary_opening(textures == 1, structure=np.ones((3, 3), bool)).sum()
+        return "river" if water >= RIVER_MIN_WATER * total else "field"
+    return "snow" if votes["snow"] >= votes["sky"] else "sky"
 
 
 def classify_shape(mask: np.ndarray) -> tuple[str, float]:
