@@ -43,7 +43,8 @@ def test_a_missing_parameter_is_reported():
 
 
 @pytest.mark.parametrize(("check", "value"), [
-    (Int(0, 10), True), (Int(0, 10), 1.5), (Float(0, 1), "0.5"), (Bool(), 1), (Str(), "  "),
+    (Int(0, 10), True), (Int(0, 10), 1.5), (Float(0, 1), "0.5"), (Float(0, 50), float("nan")),
+    (Float(), float("inf")), (Float(), float("-inf")), (Bool(), 1), (Str(), "  "),
     (ListOf(Int(), min_len=2), [1]), (ListOf(Int()), "1,2"), (Model(), "random:sd9"), (Model(), "no such model"),
 ])
 def test_bad_values_are_refused(check, value):
@@ -54,6 +55,11 @@ def test_bad_values_are_refused(check, value):
 @pytest.mark.parametrize("name", ["toy", "random:sd1", "random:sdxl-tiny", "CompVis/stable-diffusion-v1-4"])
 def test_model_names_load_pipeline_accepts_pass(name):
     assert Model()(name) == name
+
+
+def test_an_injected_underscore_name_is_not_silently_ignored():
+    with pytest.raises(ParameterError, match="_steps: not a parameter of this notebook"):
+        check_parameters({**GOOD, "_steps": 3, "_": None, "_i3": "", "__name__": "__main__"}, SPEC)
 
 
 def test_a_preset_grid_is_pointed_to_batch_reruns():

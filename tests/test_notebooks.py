@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import jupytext
@@ -10,22 +9,11 @@ import nbformat
 import pytest
 import yaml
 
+from sdprobe.notebook import declared_parameters
 from sdprobe.paths import NOTEBOOKS_DIR, PRESETS_DIR
 
 SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
 PRESETS = sorted(PRESETS_DIR.glob("*/*.yaml"))
-
-
-def declared_parameters(source: Path) -> dict[str, object]:
-    """Names and default values assigned in the notebook's ``parameters`` cell."""
-    cells = [c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", [])]
-    assert len(cells) == 1, f"{source.name}: expected exactly one cell tagged 'parameters', found {len(cells)}"
-    values = {}
-    for node in ast.parse(cells[0].source).body:
-        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name), \
-            f"{source.name}: the parameters cell holds plain assignments only"
-        values[node.targets[0].id] = ast.literal_eval(node.value)
-    return values
 
 
 def test_there_is_at_least_one_chapter():

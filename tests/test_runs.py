@@ -8,8 +8,8 @@ import nbformat
 import pytest
 
 from sdprobe.runs import (
-    NotebookRunError, SelectionError, execute_notebook, expand_grid, failed_path, load_preset, main,
-    parse_grid, plan_batch, read_report_rows, run_batch, run_name, select_notebooks,
+    BatchLockedError, NotebookRunError, SelectionError, batch_lock, execute_notebook, expand_grid, failed_path,
+    load_preset, main, parse_grid, plan_batch, read_report_rows, run_batch, run_name, select_notebooks,
 )
 
 DEMO = textwrap.dedent('''\
@@ -115,3 +115,49 @@ def test_command_line_reports_a_bad_selection_with_exit_status_2(layout, capsys)
                    "--presets-dir", str(layout["presets_dir"]), "--out", str(layout["out_dir"])])
     assert status == 2
     assert "no notebook '09'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["/abs/evil", "../../x/evil", "a/b", "..", ".hidden"])
+def test_preset_names_cannot_leave_their_folders(layout, name):
+    with pytest.raises(SelectionError, match="bad preset name"):
+        plan_batch(["00"], [name], **layout)
+
+
+def test_malformed_preset_yaml_is_one_line_naming_the_file(layout):
+    (layout["presets_dir"] / "00_demo" / "broken.yaml").write_text("value: [1, 2\n")
+    with pytest.raises(SelectionError) as err:
+        load_preset("00_demo", "broken", layout["presets_dir"])
+    assert "broken.yaml: not valid YAML" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_grid_keys_must_be_names_and_must_be_parameters(layout):
+    with pytest.raises(SelectionError, match="not a parameter name"):
+        parse_grid(["see d=1,2"])
+    with pytest.raises(SelectionError, match="_steps not parameters of the notebook"):
+        plan_batch(["00"], ["default"], {"_steps": [3]}, **layout)
+
+
+def test_a_second_batch_on_the_same_folder_is_refused_while_the_first_holds_it(layout):
+    with batch_lock(layout["out_dir"]):
+        with pytest.raises(BatchLockedError, match="another batch"):
+            run_batch(["00"], ["default"], **layout)
+    assert not (layout["out_dir"] / ".batch.lock").exists()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(layout):
+    out = layout["out_dir"]
+    out.mkdir(parents=True)
+    (out / ".batch.lock").write_text("999999999")  # no such process
+    with batch_lock(out) as lock:
+        assert lock.read_text() == str(__import__("os").getpid())
+
+
+@pytest.mark.slow
+def test_batches_merge_their_reports_and_clean_a_killed_runs_partial(layout):
+    run_batch(["00"], ["default"], **layout)
+    stale = layout["out_dir"] / "00_demo" / "default" / ".base.x1.partial.ipynb"
+    stale.write_text("{}")  # what a batch killed mid-run leaves
+    second = run_batch(["00"], ["sweep"], {"fail": [False]}, **layout)
+    assert not stale.exists()
+    assert sorted(second.report["ours"]) == ["2", "4", "6"]  # the default run's row is kept
+    assert sorted(second.report["preset"]) == ["default", "sweep", "sweep"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import sdprobe
+from sdprobe.hooks import SecondCallError
 from sdprobe.layers import UnknownLayerError, layer_map
 from sdprobe.paths import CONFIGS_DIR
 from sdprobe.swap import FeatureStore, StoreMismatchError, estimate_store_nbytes, record_features, swap_features
@@ -108,22 +109,22 @@ def test_same_parameters_give_identical_swapped_runs_also_within_one_block(sd1):
 # ----------------------------------------------------------------------------- what is stored
 
 
-def test_pndm_steps_count_scheduler_steps_not_unet_calls(sd1):
+def test_steps_are_unet_calls_so_pndms_repeated_timestep_is_two_steps(sd1):
     assert type(sd1.scheduler).__name__ == "PNDMScheduler"
-    with record_features(sd1, ["OUT4"], steps=[1]) as store:
+    with record_features(sd1, ["OUT4"], steps=[1, 2]) as store:
         generate(sd1, PROMPT_A)
-    assert len(store.timesteps) == STEPS + 1  # PNDM runs its second timestep twice
-    assert store.num_steps == STEPS
-    assert store.calls(1) == [1, 2]
+    assert len(store.timesteps) == store.num_steps == STEPS + 1  # PNDM runs its second timestep twice
+    assert store.timesteps[1] == store.timesteps[2]
     assert sorted(store.features) == [("OUT4", 1), ("OUT4", 2)]
-    assert store.get("OUT4", 1, 0) is store.features["OUT4", 1]
+    assert store.get("OUT4", 1) is store.features["OUT4", 1]
+    assert not torch.equal(store.get("OUT4", 1), store.get("OUT4", 2))
 
 
 def test_only_requested_layers_and_steps_are_kept(sd1):
     with record_features(sd1, ["IN8", "OUT3"], steps=[0, 2]) as store:
         generate(sd1, PROMPT_A)
     assert {key[0] for key in store.features} == {"IN8", "OUT3"}
-    assert {step for step in range(STEPS) for call in store.calls(step) if ("IN8", call) in store.features} == {0, 2}
+    assert {step for name, step in store.features if name == "IN8"} == {0, 2}
     assert store.nbytes == sum(t.numel() * t.element_size() for t in store.features.values())
 
 
@@ -308,7 +309,7 @@ def test_empty_store_and_wrong_store_type_are_refused(sd1):
 
 
 def test_a_second_generation_in_one_record_block_is_refused(sd1):
-    with pytest.raises(ValueError, match="records one generation"):
+    with pytest.raises(SecondCallError, match="records one pipeline call"):
         with record_features(sd1, ["OUT3"]):
             generate(sd1, PROMPT_A)
             generate(sd1, PROMPT_B)
@@ -340,3 +341,36 @@ def test_sdxl_last_text_layer_alone_does_not_reproduce_run_a(pipes):
     with swap_features(pipe, store):
         b = generate(pipe, PROMPT_B)
     assert not torch.equal(b, a)
+
+
+def test_a_scheduler_replaced_inside_a_swap_block_is_refused(sd1):
+    from diffusers import EulerDiscreteScheduler
+
+    with record_features(sd1, ["OUT3"]) as store:
+        generate(sd1, PROMPT_A)
+    original = sd1.scheduler
+    try:
+        with pytest.raises(StoreMismatchError, match="step 0 of this run is at timestep"):
+            with swap_features(sd1, store):
+                sd1.scheduler = EulerDiscreteScheduler.from_config(original.config)
+                generate(sd1, PROMPT_B)
+    finally:
+        sd1.scheduler = original
+    assert hook_count(sd1) == 0
+
+
+@pytest.mark.parametrize("threshold", [True, float("inf"), float("nan"), 0, -1])
+def test_a_threshold_that_selects_everything_or_nothing_is_refused(sd1, threshold):
+    with record_features(sd1, ["OUT3"]) as store:
+        generate(sd1, PROMPT_A)
+    with pytest.raises(ValueError, match="positive finite number"):
+        with swap_features(sd1, store, threshold=threshold):
+            pass
+
+
+def test_a_swap_from_a_store_that_kept_nothing_is_refused(sd1):
+    with record_features(sd1, ["OUT3"], steps=[]) as store:
+        generate(sd1, PROMPT_A)
+    with pytest.raises(StoreMismatchError, match="holds no features"):
+        with swap_features(sd1, store):
+            pass

@@ -48,10 +48,13 @@ def test_outline_band_marks_pixels_within_two_of_an_edge():
 def test_scenes_render_the_same_with_any_number_of_workers():
     seeds = np.arange(1_000_000, 1_000_012)
     one = list(train.render_scenes(seeds, workers=1, chunk=5))
-    assert [len(c) for _, c in one] == [5, 5, 2]
-    arrays, captions = train._render(seeds)
-    assert np.array_equal(np.concatenate([a for a, _ in one]), arrays)
-    assert [c for _, cs in one for c in cs] == captions
+    two = list(train.render_scenes(seeds, workers=2, chunk=5))
+    assert [len(part[1]) for part in one] == [5, 5, 2]
+    arrays, captions, masks, tokens = train._render(seeds)
+    for k, whole in enumerate((arrays, masks, tokens)):
+        assert np.array_equal(np.concatenate([part[k] for part in one]), whole)
+        assert np.array_equal(np.concatenate([part[k] for part in two]), whole)
+    assert [c for part in one for c in part[1]] == captions
 
 
 @pytest.fixture(scope="module")

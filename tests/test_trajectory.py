@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import inspect
 
+import numpy as np
+
 import pytest
 import torch
 
-from sdprobe.models import SCHEDULERS, load_pipeline, set_scheduler
+from sdprobe.hooks import SecondCallError
+from sdprobe.models import SCHEDULERS, load_pipeline
 from sdprobe.trajectory import predict_x0, record_trajectory, trajectory_gap
 
 from conftest import TINY_FAMILIES, generator
@@ -34,15 +37,38 @@ def test_predicted_x0_matches_the_schedulers_own_estimate(name, prediction):
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
-def test_trajectory_records_every_step_and_ends_on_the_output_latent(tiny_pipes, family):
+def test_trajectory_records_every_step_and_ends_on_the_decoded_latent(tiny_pipes, family):
     pipe = tiny_pipes(family)
     with record_trajectory(pipe) as traj:
-        final = pipe("a dog", num_inference_steps=4, height=64, width=64, output_type="latent",
-                     generator=generator()).images
+        image = pipe("a dog", num_inference_steps=4, height=64, width=64, output_type="np", generator=generator()).images
     calls = len(pipe.scheduler.timesteps)
-    assert len(traj) == calls and len(traj.latents) == calls + 1 and len(traj.timesteps) == calls
+    assert len(traj) == calls and len(traj.latents) == calls + 1 and len(traj.timesteps) == calls and traj.complete
     assert all(z.device.type == "cpu" and z.shape == (1, 4, 8, 8) for z in traj.latents + traj.x0)
-    torch.testing.assert_close(traj.latents[-1], final.cpu())
+    decoded = np.stack([np.asarray(im, dtype=np.float32) / 255 for im in traj.decode(pipe, calls)])
+    np.testing.assert_allclose(decoded, image, atol=2 / 255)
+
+
+def test_with_latent_output_the_last_latent_is_the_pipelines_own():
+    pipe = load_pipeline("random:sd1-tiny", scheduler="ddim")
+    with record_trajectory(pipe) as traj:
+        final = pipe("a dog", num_inference_steps=3, height=64, width=64, output_type="latent", generator=generator()).images
+    assert not traj.complete and len(traj.latents) == len(traj) == 3
+    with pytest.raises(IndexError, match="output_type='latent'"):
+        traj.latent(3)
+    assert not torch.equal(traj.latents[-1], final.cpu())  # the input of the last step, not its result
+
+
+def test_a_second_call_in_one_block_is_refused_unless_several_are_asked_for():
+    pipe = load_pipeline("random:sd1-tiny", scheduler="ddim")
+    with pytest.raises(SecondCallError, match="second one"):
+        with record_trajectory(pipe):
+            pipe("a dog", num_inference_steps=2, height=64, width=64, generator=generator())
+            pipe("a cat", num_inference_steps=2, height=64, width=64, generator=generator())
+    with record_trajectory(pipe, several=True) as runs:
+        for prompt in ("a dog", "a cat"):
+            pipe(prompt, num_inference_steps=2, height=64, width=64, generator=generator())
+    assert len(runs) == 2 and all(len(r) == 2 and r.complete for r in runs)
+    assert torch.equal(runs[0].latents[0], runs[1].latents[0]) and not torch.equal(runs[0].x0[1], runs[1].x0[1])
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULERS))
@@ -58,31 +84,36 @@ def test_every_scheduler_can_be_recorded_and_decoded(name):
     assert traj.image_difference(pipe, 0, 1).shape == (1, 64, 64)
 
 
-def test_sigma_space_latents_are_brought_to_unit_scale():
+def test_sigma_space_latents_are_kept_at_unit_scale():
     pipe = load_pipeline("random:sd1-tiny", scheduler="euler")
     with record_trajectory(pipe) as traj:
         pipe("a dog", num_inference_steps=5, height=64, width=64, generator=generator())
-    first = traj.latents[0]
-    assert first.std() > 5  # Euler starts from noise of std sigma_max ≈ 14.6
-    assert traj.latent(0).std() == pytest.approx(1.0, abs=0.25)
+    assert pipe.scheduler.init_noise_sigma > 5  # Euler starts from noise of std sigma_max ≈ 14.6 …
+    assert traj.latent(0).std() == pytest.approx(1.0, abs=0.25)  # … which the U-Net sees normalised
 
 
-def test_scheduler_step_is_restored_after_an_exception():
+def _hook_count(pipe) -> int:
+    modules = [pipe.unet, pipe.text_encoder, pipe.vae.post_quant_conv, pipe.vae.decoder]
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in modules)
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_every_hook_is_removed_after_an_exception(error):
     pipe = load_pipeline("random:sd1-tiny")
-    before = pipe.scheduler.step
-    with pytest.raises(RuntimeError, match="boom"):
+    before, step = _hook_count(pipe), pipe.scheduler.step
+    with pytest.raises(error):
         with record_trajectory(pipe):
-            raise RuntimeError("boom")
-    assert "step" not in vars(pipe.scheduler)
-    assert pipe.scheduler.step == before
+            raise error("boom")
+    assert _hook_count(pipe) == before and pipe.scheduler.step == step and "step" not in vars(pipe.scheduler)
 
 
 def test_nested_recorders_both_see_every_step():
     pipe = load_pipeline("random:sd1-tiny", scheduler="ddim")
+    before = _hook_count(pipe)
     with record_trajectory(pipe) as outer, record_trajectory(pipe) as inner:
         pipe("a dog", num_inference_steps=3, height=64, width=64, generator=generator())
-    assert len(outer) == len(inner) == 3
-    assert "step" not in vars(pipe.scheduler)
+    assert len(outer) == len(inner) == 3 and torch.equal(outer.x0[2], inner.x0[2])
+    assert _hook_count(pipe) == before
 
 
 def test_two_prompts_from_the_same_noise_start_together_and_part_ways():

@@ -16,7 +16,7 @@ conditional half of the classifier-free-guidance batch (the unconditional half o
 are aggregated online: per layer and head, summed over the steps at the layer's own resolution
 (DAAM's accumulator); per step only when ``keep_steps`` (head-averaged unless ``keep_heads``).
 Two forward pre-hooks, on the U-Net and on the text encoder, count the steps and read the token
-ids the model saw. Everything is restored on exit, also after an exception.
+ids the model saw.
 
 **DAAM's aggregation** (Tang et al., ACL 2023; castorini/daam 0.2.0, ``trace.py`` and
 ``heatmap.py``), which :meth:`AttentionTrace.word_heatmap` reproduces by default:
@@ -34,13 +34,16 @@ the generation's own latent size (DAAM upsamples to 64x64 when ``sample_size * 8
 else to 96x96, whatever the image size; pass ``size=`` to get its choice); a word matches whole
 words only (DAAM also matches a word's tokens inside longer words).
 
-**Steps** are U-Net calls, numbered from 0 within one pipeline call: for every scheduler the
-number of inference steps, except PNDM (SD 1.x's default), which calls the U-Net ``steps + 1``
-times; the same numbering as :class:`sdprobe.Trajectory`. ``trace.timesteps[i]`` gives the
+**Steps** follow the library's convention (:mod:`sdprobe.hooks`): U-Net calls, numbered from 0
+within one pipeline call; for every scheduler the number of inference steps, except PNDM (SD
+1.x's default), which calls the U-Net ``steps + 1`` times. ``trace.timesteps[i]`` gives the
 timestep of step ``i``.
 
-**One generation.** A trace holds the last pipeline call made inside it: a new call (detected when
-the text encoder runs again after the U-Net, or the timestep goes up) starts afresh, as in DAAM.
+**One generation per block.** A trace holds one pipeline call; a second call inside the same
+``with`` block raises :class:`~sdprobe.hooks.SecondCallError`, unless ``several=True``, which
+yields a list that gets one trace per call. Everything is attached through
+:class:`~sdprobe.hooks.PipelineHooks` and removed on exit. Word lookups are
+:mod:`sdprobe.tokens`'; the aggregation itself is :func:`sdprobe.heatmaps.aggregate_maps`.
 
 **Long prompts.** The pipelines truncate prompts at 77 tokens (start + 75 + end) and log a warning;
 the trace sees the tokens the model saw, so words past the cut have no map and asking for one
@@ -58,9 +61,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .conditioning import PromptTooLongError
-from .heatmaps import DEFAULT_THRESHOLD, heatmap_mask, resize_heatmap
+from .heatmaps import DEFAULT_THRESHOLD, aggregate_maps, heatmap_mask, resize_heatmap
+from .hooks import PipelineHooks, timestep_of
+from .latents import latent_scale_factor
 from .layers import layer_map, resolve_layers, text_layers
+from .tokens import PromptTooLongError, WordNotInPromptError, check_prompt_length, token_indices, words
 
 __all__ = [
     "AttentionTrace",
@@ -74,10 +79,6 @@ __all__ = [
 ]
 
 Size = tuple[int, int] | Literal["latent", "image"] | None
-
-
-class WordNotInPromptError(ValueError):
-    """A word that is not in the traced prompt; the message lists the prompt's words."""
 
 
 # ----------------------------------------------------------------------------- where to record
@@ -136,10 +137,11 @@ class CrossAttentionRecorder:
     The output path performs the same operations as diffusers' ``AttnProcessor2_0`` (scaled
     dot-product attention), so generation is unchanged bit for bit. The probabilities are computed
     separately, in float32, only for the rows the trace records; with 77 keys that is cheap.
+    ``recorder`` routes them to the trace of the pipeline call now running.
     """
 
-    def __init__(self, trace: AttentionTrace, site: CrossAttentionSite):
-        self.trace = trace
+    def __init__(self, recorder: _TraceRecorder, site: CrossAttentionSite):
+        self.recorder = recorder
         self.site = site
 
     def __call__(
@@ -185,7 +187,7 @@ class CrossAttentionRecorder:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        self.trace._record(self.site, query, key, attention_mask, attn.scale)
+        self.recorder.record(self.site, query, key, attention_mask, attn.scale)
 
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
@@ -215,7 +217,8 @@ class AttentionTrace:
         latent_size: ``(h, w)`` of the latents; image size is ``8h x 8w``.
     """
 
-    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], *, keep_steps: bool, keep_heads: bool, uncond: bool):
+    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], *, keep_steps: bool, keep_heads: bool, uncond: bool,
+                 token_ids: dict[str, torch.Tensor | None] | None = None):
         self.pipe = pipe
         self.sites = sites
         self.keep_steps = keep_steps
@@ -223,41 +226,21 @@ class AttentionTrace:
         self.uncond = uncond
         encoder_name = "text_encoder" if getattr(pipe, "text_encoder", None) is not None else "text_encoder_2"
         self._tokenizer = getattr(pipe, encoder_name.replace("text_encoder", "tokenizer"))
-        self._reset()
-
-    # -- recording (called by the hooks and processors) ----------------------------------------
-
-    def _reset(self) -> None:
         self._sums: dict[str, dict[str, torch.Tensor]] = {h: {} for h in _HALVES}  # path -> [n, heads, L, T]
         self._steps: dict[str, list[dict[str, torch.Tensor]]] = {h: [] for h in _HALVES}  # [step][path] -> [n, (heads,) L, T]
-        self._token_ids: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}  # [prompts, T]
+        self._token_ids: dict[str, torch.Tensor | None] = token_ids or {h: None for h in _HALVES}  # [prompts, T]
         self.timesteps: list[float] = []
         self.latent_size: tuple[int, int] | None = None
         self._images = 0
         self._cfg = False
 
-    def _before_text_encoder(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        ids = args[0] if args else kwargs.get("input_ids")
-        if ids is None:
-            return
-        if self.timesteps:  # the encoder runs before the denoising loop: a new generation
-            self._reset()
-        half = "cond" if self._token_ids["cond"] is None else "uncond"
-        if self._token_ids[half] is None:
-            self._token_ids[half] = ids.detach().cpu()
+    # -- recording (called by the trace's recorder) --------------------------------------------
 
-    def _before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        sample = args[0] if args else kwargs["sample"]
-        t = args[1] if len(args) > 1 else kwargs["timestep"]
-        t = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
-        cfg = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+    def _start_step(self, sample: torch.Tensor, t: float, cfg: bool) -> None:
         batch = sample.shape[0]
         if cfg and batch % 2:
             raise RuntimeError(f"classifier-free guidance is on but the U-Net batch ({batch}) is odd")
-        images, size = (batch // 2 if cfg else batch), tuple(sample.shape[-2:])
-        if self.timesteps and (t > self.timesteps[-1] or (images, size, cfg) != (self._images, self.latent_size, self._cfg)):
-            self._reset()  # a new generation that did not run the text encoder (prompt_embeds given)
-        self._images, self.latent_size, self._cfg = images, size, cfg
+        self._images, self.latent_size, self._cfg = (batch // 2 if cfg else batch), tuple(sample.shape[-2:]), cfg
         self.timesteps.append(t)
         if self.keep_steps:
             for half in _HALVES:
@@ -267,8 +250,6 @@ class AttentionTrace:
     def _record(self, site: CrossAttentionSite, query: torch.Tensor, key: torch.Tensor,
                 mask: torch.Tensor | None, scale: float) -> None:
         """Add one call's probabilities. ``query`` ``[B, heads, L, d]``, ``key`` ``[B, heads, T, d]``."""
-        if not self.timesteps:
-            return  # the U-Net was not called through its forward (nothing to number the step by)
         n, batch = self._images, query.shape[0]
         if batch != (2 * n if self._cfg else n):
             raise RuntimeError(f"{site.path}: attention batch {batch} does not match the U-Net batch of {n} images")
@@ -304,7 +285,7 @@ class AttentionTrace:
     def image_size(self) -> tuple[int, int]:
         """``(H, W)`` of the generated images in pixels."""
         h, w = self._latent_size()
-        factor = 2 ** (len(self.pipe.vae.config.block_out_channels) - 1)
+        factor = latent_scale_factor(self.pipe)
         return h * factor, w * factor
 
     def memory_bytes(self) -> dict[str, int]:
@@ -320,7 +301,7 @@ class AttentionTrace:
 
     def words(self, *, image: int = 0, uncond: bool = False) -> list[str]:
         """The prompt's words as the tokenizer split them (punctuation is a word of its own)."""
-        return [w for w, _ in self._words(self.tokens(image=image, uncond=uncond))]
+        return words(self.tokens(image=image, uncond=uncond), self._tokenizer.eos_token)
 
     def token_indices(self, word: str, *, image: int = 0, uncond: bool = False) -> list[int]:
         """Context positions of every sub-token of every occurrence of ``word`` (whole words only).
@@ -328,23 +309,8 @@ class AttentionTrace:
         Raises:
             WordNotInPromptError: the word is not in the prompt; the message lists its words.
         """
-        tokens = self.tokens(image=image, uncond=uncond)
-        end = self._end(tokens)
-        wanted = self._tokenizer.tokenize(word)
-        hits: list[int] = []
-        for start in range(1, end - len(wanted) + 1):
-            at_word_start = start == 1 or tokens[start - 1].endswith("</w>")
-            if wanted and at_word_start and tokens[start:start + len(wanted)] == wanted:
-                hits.extend(range(start, start + len(wanted)))
-        if not hits:
-            words = ", ".join(repr(w) for w in self.words(image=image, uncond=uncond)) or "(none: an empty prompt)"
-            note = ""
-            if end == len(tokens) - 1:
-                note = (f" The prompt fills the whole {len(tokens)}-token context, so the pipeline may have "
-                        "truncated it (diffusers warns when it does); words past the cut have no map.")
-            which = "negative prompt" if uncond else "prompt"
-            raise WordNotInPromptError(f"{word!r} is not a word of the {which} of image {image}; its words are: {words}.{note}")
-        return hits
+        which = f"{'negative prompt' if uncond else 'prompt'} of image {image}"
+        return token_indices(self.tokens(image=image, uncond=uncond), word, self._tokenizer, what=which)
 
     # -- heat maps ------------------------------------------------------------------------------
 
@@ -391,7 +357,8 @@ class AttentionTrace:
         self._check_image(image)
         final = self._target_size(size)
         target = self._latent_size() if final == "image" else final
-        maps = self._aggregate(source, self._select(layers, scales, source), indices, image, target)
+        sites = [(site.path, site.heads) for site in self._select(layers, scales, source)]
+        maps = aggregate_maps(source, sites, indices, image, target, self._latent_size())
         if final == "image":
             maps = resize_heatmap(maps, self.image_size)
         return maps.cpu()
@@ -429,23 +396,6 @@ class AttentionTrace:
         if self._images % ids.shape[0]:
             raise RuntimeError(f"{self._images} images do not split evenly over {ids.shape[0]} prompts")
         return ids[image // (self._images // ids.shape[0])]
-
-    def _end(self, tokens: list[str]) -> int:
-        """Position of the first end token (the end of the prompt)."""
-        eos = self._tokenizer.eos_token
-        return next((i for i in range(1, len(tokens)) if tokens[i] == eos), len(tokens))
-
-    def _words(self, tokens: list[str]) -> list[tuple[str, list[int]]]:
-        words, pieces, where = [], [], []
-        for i in range(1, self._end(tokens)):
-            pieces.append(tokens[i].removesuffix("</w>"))
-            where.append(i)
-            if tokens[i].endswith("</w>"):
-                words.append(("".join(pieces), where))
-                pieces, where = [], []
-        if pieces:
-            words.append(("".join(pieces), where))
-        return words
 
     def _source(self, half: str, step: int | None, steps: Iterable[int] | None) -> dict[str, torch.Tensor]:
         """Per site, the maps to aggregate: ``[n, heads, L, T]``, or ``[n, L, T]`` (head mean)."""
@@ -501,36 +451,45 @@ class AttentionTrace:
             return int(size[0]), int(size[1])
         raise ValueError(f"size must be None, 'latent', 'image' or a pair of positive ints (h, w), not {size!r}")
 
-    def _map_shape(self, length: int) -> tuple[int, int]:
-        """``(h, w)`` of a layer's map with ``length`` positions (each level halves, rounding up)."""
-        h, w = self._latent_size()
-        scale = 1
-        while scale <= 2 * max(h, w):
-            hs, ws = -(-h // scale), -(-w // scale)
-            if hs * ws == length:
-                return hs, ws
-            scale *= 2
-        raise RuntimeError(f"a map of {length} positions fits no level of a {h}x{w} latent")
-
-    def _aggregate(self, source: dict[str, torch.Tensor], sites: list[CrossAttentionSite],
-                   indices: list[int], image: int, size: tuple[int, int]) -> torch.Tensor:
-        """Upsample each (site, head) map to ``size``, clamp at 0, average over them: ``[k, *size]``."""
-        total: torch.Tensor | float = 0.0
-        weight = 0
-        for site in sites:
-            maps = source[site.path][image].float()
-            per_head = maps.dim() == 3
-            maps = maps if per_head else maps[None]  # [g, L, T]
-            h, w = self._map_shape(maps.shape[1])
-            picked = maps[:, :, indices].transpose(1, 2).reshape(maps.shape[0], len(indices), h, w)
-            up = resize_heatmap(picked, size).sum(dim=0)  # [k, *size]
-            times = 1 if per_head else site.heads  # a head-mean stands for all its heads
-            total = total + up * times
-            weight += maps.shape[0] * times
-        return total / weight
-
 
 # ----------------------------------------------------------------------------- entry points
+
+
+class _TraceRecorder:
+    """Routes what the hooks see to the trace of the pipeline call now running."""
+
+    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], options: dict[str, Any], several: bool) -> None:
+        self.pipe, self.sites, self.options = pipe, sites, options
+        self.traces: list[AttentionTrace] = []
+        self._pending: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}
+        # One call: the trace exists from the start (the block yields it) and the call fills it.
+        self.single = None if several else AttentionTrace(pipe, sites, **options)
+
+    def new_call(self, number: int) -> None:
+        trace = self.single or AttentionTrace(self.pipe, self.sites, **self.options)
+        trace._token_ids = self._pending
+        self.traces.append(trace)
+        self._pending = {h: None for h in _HALVES}
+
+    def before_text_encoder(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        ids = args[0] if args else kwargs.get("input_ids")
+        if ids is None:
+            return
+        if self.traces and self.traces[-1].timesteps and self._pending["cond"] is not None:
+            self._pending = {h: None for h in _HALVES}  # a further encoding before the next call's steps
+        half = "cond" if self._pending["cond"] is None else "uncond"
+        if self._pending[half] is None:
+            self._pending[half] = ids.detach().cpu()
+
+    def before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        cfg = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        self.traces[-1]._start_step(sample, timestep_of(args, kwargs), cfg)
+
+    def record(self, site: CrossAttentionSite, query: torch.Tensor, key: torch.Tensor,
+               mask: torch.Tensor | None, scale: float) -> None:
+        if self.traces and self.traces[-1].timesteps:  # not a U-Net forward outside a generation
+            self.traces[-1]._record(site, query, key, mask, scale)
 
 
 @contextmanager
@@ -541,8 +500,9 @@ def trace_attention(
     keep_heads: bool = False,
     uncond: bool = False,
     layers: str | Iterable[str] | None = None,
-) -> Iterator[AttentionTrace]:
-    """Record the cross-attention of the pipeline calls made inside the block.
+    several: bool = False,
+) -> Iterator[AttentionTrace | list[AttentionTrace]]:
+    """Record the cross-attention of the pipeline call made inside the block.
 
     Args:
         pipe: a Stable Diffusion (1.x, 2.x) or SDXL pipeline, or the toy model.
@@ -552,46 +512,24 @@ def trace_attention(
         uncond: also record the unconditional (negative-prompt) half of the CFG batch.
         layers: LDM names of the layers to record (``"IN4"``, ``["OUT3", "OUT4"]``); ``None``
             records every cross-attention layer.
+        several: allow several pipeline calls; the block then yields a list, one trace per call.
 
     Raises:
         UnknownLayerError: a name in ``layers`` that is not a text-conditioned layer; the message
             lists the valid ones.
+        SecondCallError: a second pipeline call inside the block without ``several=True``.
     """
     unet = getattr(pipe, "unet", None)
     if unet is None or not hasattr(unet, "attn_processors"):
         raise TypeError(f"trace_attention needs a pipeline with a UNet2DConditionModel, not {type(pipe).__name__}")
     sites = cross_attention_sites(unet, layers)
-    trace = AttentionTrace(pipe, sites, keep_steps=keep_steps, keep_heads=keep_heads, uncond=uncond)
-    modules = {s.path: unet.get_submodule(s.path) for s in sites}
-    originals = {path: module.processor for path, module in modules.items()}
+    recorder = _TraceRecorder(pipe, sites, {"keep_steps": keep_steps, "keep_heads": keep_heads, "uncond": uncond},
+                              several)
     encoder = pipe.text_encoder if getattr(pipe, "text_encoder", None) is not None else getattr(pipe, "text_encoder_2", None)
-    handles = []
-    try:
+    with PipelineHooks(pipe, "trace_attention", several=several, on_new_call=recorder.new_call) as hooks:
         for site in sites:
-            modules[site.path].set_processor(CrossAttentionRecorder(trace, site))
-        handles.append(unet.register_forward_pre_hook(trace._before_unet, with_kwargs=True))
+            hooks.processor(unet.get_submodule(site.path), CrossAttentionRecorder(recorder, site))
+        hooks.pre_hook(unet, recorder.before_unet)
         if encoder is not None:
-            handles.append(encoder.register_forward_pre_hook(trace._before_text_encoder, with_kwargs=True))
-        yield trace
-    finally:
-        for handle in handles:
-            handle.remove()
-        for path, module in modules.items():
-            module.set_processor(originals[path])
-
-
-def check_prompt_length(pipe: Any, prompt: str) -> int:
-    """The number of tokens of ``prompt`` (without start and end); raise if the pipeline would cut it.
-
-    Raises:
-        PromptTooLongError: the prompt needs more than ``model_max_length - 2`` (75) tokens.
-    """
-    tokenizer = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
-    count = len(tokenizer(prompt, truncation=False).input_ids) - 2
-    limit = tokenizer.model_max_length - 2
-    if count > limit:
-        raise PromptTooLongError(
-            f"the prompt has {count} tokens but the text encoder's context holds {limit} (plus start and end); "
-            f"the pipeline would silently keep only the first {limit}. Shorten the prompt."
-        )
-    return count
+            hooks.pre_hook(encoder, recorder.before_text_encoder)
+        yield recorder.traces if several else recorder.single

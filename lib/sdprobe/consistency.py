@@ -29,6 +29,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .images import to_array
+
 __all__ = [
     "FOREGROUND_METHODS",
     "EditJudgement",
@@ -45,15 +47,6 @@ FOREGROUND_METHODS: tuple[str, ...] = ("world", "rembg")
 
 class ForegroundUnavailableError(RuntimeError):
     """The requested foreground method cannot run here (rembg or its weights are missing)."""
-
-
-def _rgb(image: Any) -> np.ndarray:
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"expected a PIL image or an [H, W, 3] array, got shape {arr.shape}")
-    return arr.astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------- foregrounds
@@ -78,14 +71,14 @@ def _rembg_mask(image: Any, model: str, threshold: int) -> np.ndarray:
             f"rembg's {model}.onnx is not at {path}; copy it there (or set U2NET_HOME) from "
             f"https://github.com/danielgatis/rembg/releases/download/v0.0.0/{model}.onnx"
         )
-    soft = rembg.remove(Image.fromarray(_rgb(image)), session=rembg.new_session(model), only_mask=True)
+    soft = rembg.remove(Image.fromarray(to_array(image)), session=rembg.new_session(model), only_mask=True)
     return np.asarray(soft) >= threshold
 
 
 def _world_mask(image: Any) -> np.ndarray:
     from .toy.world import segment
 
-    arr = _rgb(image)
+    arr = to_array(image)
     mask = np.zeros(arr.shape[:2], dtype=bool)
     for found in segment(arr):
         mask |= found.mask
@@ -185,7 +178,7 @@ def _subject(image: Any) -> tuple[str | None, np.ndarray]:
     """Colour and mask of the largest object the world's segmentation finds."""
     from .toy.world import segment
 
-    arr = _rgb(image)
+    arr = to_array(image)
     found = sorted(segment(arr), key=lambda d: -d.area)
     if not found:
         return None, np.zeros(arr.shape[:2], dtype=bool)

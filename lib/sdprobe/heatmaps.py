@@ -1,33 +1,27 @@
-"""Heat-map arithmetic and pictures: resize, normalise, threshold, compare, overlay.
+"""Heat-map arithmetic: aggregate, resize, normalise, threshold.
 
 Everything here works on plain tensors ``[..., h, w]``, so it serves the cross-attention maps of
-:mod:`sdprobe.attention` as well as any other spatial score. The conventions follow DAAM
-(Tang et al., 2023, "What the DAAM: Interpreting Stable Diffusion Using Cross Attention";
-castorini/daam 0.2.0): bicubic resizing clamped at zero, per-map min–max normalisation before a
-threshold (DAAM's default threshold is 0.4), and an overlay in the ``jet`` colour map in which the
-image fades out where the heat is high.
+:mod:`sdprobe.attention` as well as any other spatial score; pictures of maps are
+:mod:`sdprobe.plots`'. The conventions follow DAAM (Tang et al., 2023, "What the DAAM:
+Interpreting Stable Diffusion Using Cross Attention"; castorini/daam 0.2.0): bicubic resizing
+clamped at zero, equal weight for every (layer, head) map, and per-map min–max normalisation
+before a threshold (DAAM's default threshold is 0.4). Masks are compared with
+:func:`sdprobe.metrics.mask_iou`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from PIL import Image
-
-from .plots import image_grid
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
+    "aggregate_maps",
     "heatmap_mask",
-    "heatmap_overlay",
-    "mask_iou",
+    "map_shape",
     "normalize_heatmap",
-    "overlay_figure",
-    "pearson",
     "resize_heatmap",
 ]
 
@@ -68,80 +62,49 @@ def heatmap_mask(heat: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) -> to
     return normalize_heatmap(heat) > threshold
 
 
-def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Intersection over union of two boolean masks of the same shape (1.0 when both are empty)."""
-    if a.shape != b.shape:
-        raise ValueError(f"masks differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
-    a, b = a.bool(), b.bool()
-    union = (a | b).sum().item()
-    return 1.0 if union == 0 else (a & b).sum().item() / union
+def map_shape(length: int, latent_size: tuple[int, int]) -> tuple[int, int]:
+    """``(h, w)`` of an attention map with ``length`` positions in a U-Net on ``latent_size``
+    latents (each level halves the side, rounding up).
+
+    Raises:
+        ValueError: no level of that latent has ``length`` positions.
+    """
+    h, w = latent_size
+    scale = 1
+    while scale <= 2 * max(h, w):
+        hs, ws = -(-h // scale), -(-w // scale)
+        if hs * ws == length:
+            return hs, ws
+        scale *= 2
+    raise ValueError(f"a map of {length} positions fits no level of a {h}x{w} latent")
 
 
-def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Pearson correlation of two maps of the same shape, over all their elements."""
-    if a.shape != b.shape:
-        raise ValueError(f"maps differ in shape: {tuple(a.shape)} and {tuple(b.shape)}")
-    x = a.double().flatten() - a.double().mean()
-    y = b.double().flatten() - b.double().mean()
-    return float((x @ y) / (x.norm() * y.norm() + 1e-30))
-
-
-def _as_rgb_array(image: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
-    """Any image → float array ``[H, W, 3]`` in ``[0, 1]``."""
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    if torch.is_tensor(image):  # [3, H, W] in [0, 1], as pipe(..., output_type="pt") returns it
-        return image.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-    arr = np.asarray(image)
-    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
-
-
-def heatmap_overlay(
-    image: Image.Image | np.ndarray | torch.Tensor,
-    heat: torch.Tensor,
-    *,
-    cmap: str = "jet",
-    normalize: bool = True,
-) -> Image.Image:
-    """The image laid over its heat map, fading out where the heat is high: a PIL image.
-
-    Each pixel is ``(1 - h) * image + h * cmap(h)``, with ``h`` the heat map resized to the image
-    (bicubic) and, by default, min–max normalised; this is what DAAM's ``plot_overlay`` draws
-    (the heat map in ``jet`` under the image with alpha ``1 - h``).
+def aggregate_maps(source: Mapping[str, torch.Tensor], sites: Sequence[tuple[str, int]], indices: Sequence[int],
+                   image: int, size: tuple[int, int], latent_size: tuple[int, int]) -> torch.Tensor:
+    """DAAM's aggregation of attention maps into heat maps: ``[k, *size]`` float32.
 
     Args:
-        image: PIL image, ``[H, W, 3]`` array (uint8, or float in [0, 1]), or ``[3, H, W]``
-            tensor in [0, 1] (a pipeline's ``output_type="pt"``).
-        heat: ``[h, w]`` map at any resolution.
+        source: per site path, attention probabilities ``[images, heads, L, T]`` (per head) or
+            ``[images, L, T]`` (a head mean, standing for all its heads).
+        sites: ``(path, heads)`` of the sites to aggregate.
+        indices: the ``k`` context positions wanted.
+        image: which image.
+        size: the output size; each (site, head) map is upsampled straight to it.
+        latent_size: the latent's ``(h, w)`` (to know each map's shape).
+
+    Each (site, head) map of each position is upsampled bicubically to ``size`` and clamped at
+    0, then all are averaged with equal weight.
     """
-    rgb = _as_rgb_array(image)
-    h = resize_heatmap(heat.detach().cpu(), rgb.shape[:2])
-    h = normalize_heatmap(h) if normalize else h.clamp(0, 1)
-    h = h.numpy()[..., None]
-    colour = colormaps[cmap](h[..., 0])[..., :3]
-    out = (1.0 - h) * rgb + h * colour
-    return Image.fromarray((out * 255).round().clip(0, 255).astype(np.uint8))
-
-
-def overlay_figure(
-    image: Image.Image | np.ndarray | torch.Tensor,
-    heatmaps: Mapping[str, torch.Tensor],
-    *,
-    size: float = 2.0,
-    title: str | None = None,
-    cmap: str = "jet",
-    show_image: bool = True,
-) -> Figure:
-    """The image, then one overlay per named heat map, in a row (a pyplot-free ``Figure``).
-
-    Args:
-        heatmaps: e.g. ``{"dog": trace.word_heatmap("dog"), "field": ...}``; maps ``[h, w]``.
-    """
-    if not heatmaps:
-        raise ValueError("overlay_figure needs at least one heat map")
-    panels: list[Image.Image] = [heatmap_overlay(image, m, cmap=cmap) for m in heatmaps.values()]
-    titles: Sequence[str] = list(heatmaps)
-    if show_image:
-        panels.insert(0, Image.fromarray((_as_rgb_array(image) * 255).round().astype(np.uint8)))
-        titles = ["image", *titles]
-    return image_grid(panels, titles, size=size, title=title)
+    total: torch.Tensor | float = 0.0
+    weight = 0
+    for path, heads in sites:
+        maps = source[path][image].float()
+        per_head = maps.dim() == 3
+        maps = maps if per_head else maps[None]  # [g, L, T]
+        h, w = map_shape(maps.shape[1], latent_size)
+        picked = maps[:, :, list(indices)].transpose(1, 2).reshape(maps.shape[0], len(indices), h, w)
+        up = resize_heatmap(picked, size).sum(dim=0)  # [k, *size]
+        times = 1 if per_head else heads  # a head-mean stands for all its heads
+        total = total + up * times
+        weight += maps.shape[0] * times
+    return total / weight

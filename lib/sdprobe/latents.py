@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
+
+from .images import to_tensor
 
 __all__ = ["decode_latents", "encode_images", "images_to_tensor", "latent_scale_factor"]
 
 
 def latent_scale_factor(pipe) -> int:
-    """Pixels per latent cell along each side (8 for every Stable Diffusion VAE)."""
+    """Pixels per latent cell along each side (8 for every Stable Diffusion VAE): the one place
+    the library reads it, from the VAE's depth."""
     return 2 ** (len(pipe.vae.config.block_out_channels) - 1)
 
 
-def images_to_tensor(images: Sequence[Image.Image] | Image.Image) -> torch.Tensor:
-    """PIL images → float tensor ``[B, 3, H, W]`` in ``[-1, 1]``."""
-    images = [images] if isinstance(images, Image.Image) else list(images)
-    arrays = [np.asarray(im.convert("RGB"), dtype=np.float32) / 127.5 - 1.0 for im in images]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+#: PIL images → float ``[B, 3, H, W]`` in ``[-1, 1]`` (kept under its old name; see :mod:`sdprobe.images`).
+images_to_tensor = to_tensor
 
 
 def _vae_dtype(pipe) -> torch.dtype:

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .images import to_array
+
 __all__ = [
     "ImageJudgement",
     "background_mse",
@@ -67,19 +69,22 @@ def box_iou(a: BoxLike, b: BoxLike) -> float:
 
 
 def _as_mask(mask: Any, name: str) -> np.ndarray:
-    m = np.asarray(mask)
+    m = mask.detach().cpu().numpy() if torch.is_tensor(mask) else np.asarray(mask)
     if m.ndim != 2:
         raise ValueError(f"{name} must be a 2-D [H, W] mask, got shape {m.shape}")
     return m.astype(bool)
 
 
 def mask_iou(a: Any, b: Any) -> float:
-    """IoU of two boolean masks ``[H, W]``; two empty masks give 0 (nothing was found or asked)."""
+    """IoU of two boolean masks ``[H, W]`` (numpy arrays or tensors), the library's one mask IoU.
+
+    Two empty masks are identical and score 1.0; an empty and a non-empty mask score 0.0.
+    """
     ma, mb = _as_mask(a, "first mask"), _as_mask(b, "second mask")
     if ma.shape != mb.shape:
         raise ValueError(f"masks differ in shape: {ma.shape} and {mb.shape}")
     union = np.logical_or(ma, mb).sum()
-    return float(np.logical_and(ma, mb).sum() / union) if union else 0.0
+    return float(np.logical_and(ma, mb).sum() / union) if union else 1.0
 
 
 def mask_to_box(mask: Any) -> tuple[int, int, int, int] | None:
@@ -306,7 +311,7 @@ def mean_pairwise_similarity(items: Any, *, pairs: str = "all") -> float:
 
 
 def _pixels(image: Any, name: str) -> np.ndarray:
-    a = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float64)
+    a = np.asarray(to_array(image) if isinstance(image, Image.Image) else image, dtype=np.float64)
     if a.ndim == 2:
         a = a[..., None]
     if a.ndim != 3:

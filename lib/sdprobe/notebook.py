@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import difflib
 import html
+import math
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,13 +29,16 @@ from typing import Any
 
 __all__ = [
     "Bool", "Choice", "Float", "Int", "ListOf", "Model", "ParameterError", "Size", "Str",
-    "check_parameters", "in_colab", "reproduction_report", "REPORT_KEY",
+    "check_parameters", "declared_parameters", "in_colab", "reproduction_report", "REPORT_KEY",
 ]
 
 #: Output-metadata key under which a chapter's reproduction report travels (read by sdprobe.runs).
 REPORT_KEY = "sdprobe_report"
 _PLAIN = (bool, int, float, str, list, tuple, dict, type(None))
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "P"}
+#: Names IPython itself defines: ``_``, ``__``, ``_i``, ``_ii``, ``_i3``, ``_3``, ``_ih``, ``_oh``…
+#: and dunders. Any other name, ``_steps`` too, is the notebook's or papermill's.
+_IPYTHON_PRIVATE = re.compile(r"^(_{1,3}|_i{1,3}|_i\d+|_\d+|_ih|_oh|_dh|_sh|__\w+__)$")
 
 
 class ParameterError(ValueError):
@@ -67,6 +72,8 @@ class Float:
     def __call__(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParameterError(f"expected a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every comparison; guidance=nan would turn guidance off
+            raise ParameterError(f"expected a finite number, got {value!r}")
         _in_range(value, self.low, self.high)
         return float(value)
 
@@ -204,7 +211,7 @@ def check_parameters(namespace: Mapping[str, Any], spec: Mapping[str, Callable[[
 def _unknown_names(namespace: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
     return sorted(
         name for name, value in namespace.items()
-        if not name.startswith("_") and name not in spec and name not in _IPYTHON_NAMES
+        if not _IPYTHON_PRIVATE.match(name) and name not in spec and name not in _IPYTHON_NAMES
         and isinstance(value, _PLAIN)
     )
 
@@ -236,6 +243,28 @@ def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = Tr
 
 def _cell(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def declared_parameters(source: str | Path) -> dict[str, Any]:
+    """Names and default values assigned in a notebook's ``parameters`` cell (a jupytext ``.py`` or
+    an ``.ipynb``), in order.
+
+    Raises:
+        ValueError: the notebook has no such cell, several, or one holding more than plain assignments.
+    """
+    import ast
+
+    import jupytext
+
+    cells = [c for c in jupytext.read(source).cells if "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"{Path(source).name}: expected one cell tagged 'parameters', found {len(cells)}")
+    values: dict[str, Any] = {}
+    for node in ast.parse(cells[0].source).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise ValueError(f"{Path(source).name}: the parameters cell holds plain assignments only")
+        values[node.targets[0].id] = ast.literal_eval(node.value)
+    return values
 
 
 def in_colab() -> bool:

@@ -13,10 +13,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib import colormaps
 from matplotlib.figure import Figure
 from PIL import Image
 
-__all__ = ["BookFigure", "image_grid", "latent_channels", "line_plot", "new_figure", "to_pil"]
+from .heatmaps import normalize_heatmap, resize_heatmap
+from .images import to_array, to_pil
+
+__all__ = ["BookFigure", "heatmap_overlay", "image_grid", "latent_channels", "line_plot", "new_figure", "overlay_figure",
+           "to_pil"]
 
 PNG_DPI = 100
 
@@ -34,17 +39,6 @@ class BookFigure(Figure):
 def new_figure(**kwargs: Any) -> BookFigure:
     """A pyplot-free figure that displays itself in notebooks (``kwargs`` go to ``Figure``)."""
     return BookFigure(**kwargs)
-
-
-def to_pil(x: torch.Tensor | np.ndarray | Image.Image) -> Image.Image:
-    """A ``[3, H, W]`` tensor in ``[-1, 1]`` (or an ``[H, W, 3]`` uint8 array) → PIL image."""
-    if isinstance(x, Image.Image):
-        return x
-    if torch.is_tensor(x):
-        arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-    else:
-        arr = np.asarray(x)
-    return Image.fromarray(arr)
 
 
 def image_grid(
@@ -114,3 +108,54 @@ def line_plot(
         ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
+
+
+def heatmap_overlay(
+    image: Image.Image | np.ndarray | torch.Tensor,
+    heat: torch.Tensor,
+    *,
+    cmap: str = "jet",
+    normalize: bool = True,
+) -> Image.Image:
+    """The image laid over its heat map, fading out where the heat is high: a PIL image.
+
+    Each pixel is ``(1 - h) * image + h * cmap(h)``, with ``h`` the heat map resized to the image
+    (bicubic) and, by default, min–max normalised; this is what DAAM's ``plot_overlay`` draws
+    (the heat map in ``jet`` under the image with alpha ``1 - h``).
+
+    Args:
+        image: PIL image, ``[H, W, 3]`` array (uint8, or float in [0, 1]), or ``[3, H, W]``
+            tensor in [0, 1] (a pipeline's ``output_type="pt"``).
+        heat: ``[h, w]`` map at any resolution.
+    """
+    rgb = to_array(image, unit=True)
+    h = resize_heatmap(heat.detach().cpu(), rgb.shape[:2])
+    h = normalize_heatmap(h) if normalize else h.clamp(0, 1)
+    h = h.numpy()[..., None]
+    colour = colormaps[cmap](h[..., 0])[..., :3]
+    out = (1.0 - h) * rgb + h * colour
+    return Image.fromarray((out * 255).round().clip(0, 255).astype(np.uint8))
+
+
+def overlay_figure(
+    image: Image.Image | np.ndarray | torch.Tensor,
+    heatmaps: Mapping[str, torch.Tensor],
+    *,
+    size: float = 2.0,
+    title: str | None = None,
+    cmap: str = "jet",
+    show_image: bool = True,
+) -> Figure:
+    """The image, then one overlay per named heat map, in a row (a pyplot-free ``Figure``).
+
+    Args:
+        heatmaps: e.g. ``{"dog": trace.word_heatmap("dog"), "field": ...}``; maps ``[h, w]``.
+    """
+    if not heatmaps:
+        raise ValueError("overlay_figure needs at least one heat map")
+    panels: list[Image.Image] = [heatmap_overlay(image, m, cmap=cmap) for m in heatmaps.values()]
+    titles: Sequence[str] = list(heatmaps)
+    if show_image:
+        panels.insert(0, to_pil(to_array(image)))
+        titles = ["image", *titles]
+    return image_grid(panels, titles, size=size, title=title)

@@ -25,7 +25,8 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,10 @@ from .paths import NOTEBOOKS_DIR, PRESETS_DIR, REPO_ROOT
 from .progress import progress, progress_enabled
 
 __all__ = [
-    "BatchResult", "NotebookRunError", "Run", "SelectionError",
-    "execute_notebook", "expand_grid", "failed_path", "gather_report", "load_preset",
-    "main", "parse_grid", "plan_batch", "read_report_rows", "run_batch", "run_book",
-    "run_name", "select_notebooks", "write_report",
+    "BatchLockedError", "BatchResult", "NotebookRunError", "Run", "SelectionError",
+    "batch_lock", "execute_notebook", "expand_grid", "failed_path", "gather_report", "load_preset",
+    "main", "merge_reports", "parse_grid", "plan_batch", "read_report", "read_report_rows", "run_batch",
+    "run_book", "run_name", "select_notebooks", "write_report",
 ]
 
 RUNS_DIR = REPO_ROOT / "runs"
@@ -212,11 +213,17 @@ def load_preset(
             a mapping, or its ``grid`` is not a mapping of name → non-empty list.
     """
     folder = Path(presets_dir) / notebook
+    _check_plain_name(preset, "preset")
     path = folder / f"{preset}.yaml"
     if not path.is_file():
         existing = ", ".join(sorted(p.stem for p in folder.glob("*.yaml"))) or "none"
         raise SelectionError(f"no preset {preset!r} for {notebook} (looked for {path}); available: {existing}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SelectionError(f"{path}: not valid YAML ({getattr(err, 'problem', None) or err}{where})") from None
     if not isinstance(data, dict):
         raise SelectionError(f"{path}: a preset is a mapping of parameter: value")
     grid = data.pop("grid", None) or {}
@@ -232,7 +239,12 @@ def parse_grid(specs: Iterable[str]) -> dict[str, list[Any]]:
         name, sep, values = spec.partition("=")
         if not sep or not name.strip() or not values.strip():
             raise SelectionError(f"bad --grid {spec!r}: expected name=value1,value2")
-        grid[name.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        if not name.strip().isidentifier():
+            raise SelectionError(f"bad --grid {spec!r}: {name.strip()!r} is not a parameter name")
+        try:
+            grid[name.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        except yaml.YAMLError:
+            raise SelectionError(f"bad --grid {spec!r}: a value is not valid YAML") from None
     return grid
 
 
@@ -269,6 +281,16 @@ def _format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "-".join(_format_value(v) for v in value)
     return str(value)
+
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_plain_name(name: str, what: str) -> None:
+    """A preset name is a file name in its notebook's folder: no path, no ``..``."""
+    if not _PLAIN_NAME.match(name) or ".." in name:
+        raise SelectionError(f"bad {what} name {name!r}: use a plain name such as 'default' or 'paper' "
+                             "(letters, digits, '.', '_', '-'; no paths)")
 
 
 def _split(values: Iterable[str]) -> list[str]:
@@ -365,11 +387,18 @@ def plan_batch(
     Raises:
         SelectionError: an unknown notebook or preset, or a malformed preset.
     """
+    from .notebook import declared_parameters
+
     out = Path(out_dir).resolve()
     runs: list[Run] = []
     for source in select_notebooks(notebooks, notebooks_dir):
+        declared = declared_parameters(source)
         for preset in dict.fromkeys(_split(presets)):
             values, own_grid = load_preset(source.stem, preset, presets_dir)
+            unknown = sorted((set(values) | set(own_grid) | set(grid or {})) - set(declared))
+            if unknown:
+                raise SelectionError(f"{source.stem}/{preset}: {', '.join(unknown)} not parameters of the notebook; "
+                                     f"it declares {', '.join(declared)}")
             for point in expand_grid({**own_grid, **(grid or {})}):
                 output = out / source.stem / preset / f"{run_name(point)}.ipynb"
                 runs.append(Run(source.resolve(), preset, point, {**values, **point}, output))
@@ -391,25 +420,91 @@ def run_batch(
     A run whose output already exists with the same parameters is skipped (unless ``force``);
     a failed run keeps ``<params>.failed.ipynb`` and the others go on. The reproduction-report
     rows of every complete run (executed now or skipped) go to ``report.csv`` and ``report.md``
-    in ``out_dir``.
+    in ``out_dir``, merged with the rows earlier batches wrote there for other runs. The batch
+    holds ``out_dir``'s lock (:func:`batch_lock`) and first removes in-progress notebooks that a
+    killed batch left behind.
     """
     runs = plan_batch(notebooks, presets, grid, notebooks_dir=notebooks_dir, presets_dir=presets_dir, out_dir=out_dir)
     result = BatchResult()
-    for run in progress(runs, desc="runs", unit="run"):
-        if not force and run.is_complete():
-            result.skipped.append(run)
-            continue
-        try:
-            execute_notebook(run.source, run.output, run.parameters)
-        except NotebookRunError as err:
-            result.failed.append((run, err))
-            _say(f"FAILED {run.label}: {err.summary}")
-        else:
-            result.completed.append(run)
-    done = [r for r in runs if r in result.completed or r in result.skipped]
-    result.report = gather_report(done)
-    write_report(result.report, out_dir)
+    with batch_lock(out_dir):
+        _remove_stale_partials(out_dir)
+        for run in progress(runs, desc="runs", unit="run"):
+            if not force and run.is_complete():
+                result.skipped.append(run)
+                continue
+            try:
+                execute_notebook(run.source, run.output, run.parameters)
+            except NotebookRunError as err:
+                result.failed.append((run, err))
+                _say(f"FAILED {run.label}: {err.summary}")
+            else:
+                result.completed.append(run)
+        done = [r for r in runs if r in result.completed or r in result.skipped]
+        result.report = merge_reports(read_report(out_dir), gather_report(done), runs)
+        write_report(result.report, out_dir)
     return result
+
+
+class BatchLockedError(SelectionError):
+    """Another batch is writing to the same output folder."""
+
+
+@contextmanager
+def batch_lock(out_dir: Path | str = RUNS_DIR) -> Iterator[Path]:
+    """Hold ``<out_dir>/.batch.lock`` for the duration of a batch, so two batches never write
+    the same folder at once. A lock left by a process that no longer runs is taken over.
+
+    Raises:
+        BatchLockedError: a running process holds the lock (its pid is in the message).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / ".batch.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = _lock_holder(lock)
+            if holder is not None and _alive(holder):
+                raise BatchLockedError(f"another batch (pid {holder}) is writing to {out}; wait for it to finish, "
+                                       f"or use another --out") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        break
+    else:
+        raise BatchLockedError(f"could not take the lock {lock}")
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_holder(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(out_dir: Path | str) -> list[Path]:
+    """Delete the hidden in-progress notebooks (``.<name>.*.partial.ipynb``) a killed batch left;
+    under the batch lock nothing else can be writing them."""
+    stale = sorted(Path(out_dir).rglob(".*.partial.ipynb"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def read_report_rows(notebook: Path | str) -> list[dict[str, Any]]:
@@ -432,6 +527,28 @@ def gather_report(runs: Iterable[Run]):
         for row in read_report_rows(run.output)
     ]
     return pd.DataFrame.from_records(records, columns=REPORT_COLUMNS).fillna("")
+
+
+def read_report(out_dir: Path | str = RUNS_DIR):
+    """The gathered table an earlier batch wrote to ``report.csv`` (empty if there is none)."""
+    import pandas as pd
+
+    path = Path(out_dir) / "report.csv"
+    if not path.is_file():
+        return pd.DataFrame(columns=REPORT_COLUMNS)
+    return pd.read_csv(path, dtype=str, keep_default_na=False).reindex(columns=REPORT_COLUMNS, fill_value="")
+
+
+def merge_reports(earlier, latest, runs: Iterable[Run]):
+    """Earlier rows of runs this batch did not plan, then the rows of this batch's complete runs:
+    one row set per run, whatever the order batches ran in."""
+    import pandas as pd
+
+    planned = {(r.notebook, r.preset, r.name) for r in runs}
+    keys = list(zip(earlier["notebook"], earlier["preset"], earlier["params"]))
+    kept = earlier[[k not in planned for k in keys]]
+    merged = pd.concat([kept, latest], ignore_index=True) if len(kept) else latest
+    return merged.sort_values(["notebook", "preset", "params"], kind="stable").reset_index(drop=True)
 
 
 def write_report(report, out_dir: Path | str = RUNS_DIR) -> tuple[Path, Path]:

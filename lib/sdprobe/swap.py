@@ -19,18 +19,19 @@ of its 16 text-conditioned layers. ``feature="block"`` takes the whole LDM block
 (:attr:`Layer.output_module`): after the upsampler for ``OUT2/5/8`` (twice the resolution),
 after the second resnet for ``MID``; any layer can be used this way.
 
-**Step numbering.** Steps are *scheduler steps*, counted from 0: step ``k`` is the ``k``-th
-distinct timestep of ``pipe.scheduler.timesteps``. PNDM calls the U-Net ``steps + 1`` times (its
-second timestep twice); both calls belong to step 1, and each is recorded and swapped from its
-own saved tensor. The paper counts from 1: its "steps 1-20" are ``range(0, 20)`` here and "after
-step 20" is ``range(20, 50)``.
+**Step numbering.** Steps follow the library's convention (:mod:`sdprobe.hooks`): U-Net calls,
+counted from 0 within a pipeline call (PNDM calls the U-Net ``steps + 1`` times, every other
+scheduler ``steps`` times). The paper counts from 1: its "steps 1-20" are ``range(0, 20)`` here
+and "after step 20" is ``range(20, 50)``.
 
 **Guidance.** The stored tensor holds the whole U-Net batch, ``[uncond, cond]`` under
 classifier-free guidance, so each half is replaced from its own saved half.
 
-Everything is done with torch forward hooks (a pre-hook on the U-Net reads the timestep, one hook
-per layer module records or replaces its output); they are removed when the ``with`` block ends,
-also after an exception.
+Everything is attached through :class:`~sdprobe.hooks.PipelineHooks` (its clock numbers the steps,
+one forward hook per layer module records or replaces its output) and removed when the ``with``
+block ends, also after an exception. One generation per block. A swap checks, at every step, that
+the timestep is the one recorded at that step: a run with another schedule, a scheduler replaced
+inside the block included, stops with :class:`StoreMismatchError`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
+from .hooks import PipelineHooks, timestep_of
 from .layers import Layer, layer_map, resolve_layers
 from .models import model_label
 
@@ -77,12 +79,12 @@ class FeatureStore:
         unet_fingerprint: hash of the U-Net config (another architecture is refused).
         feature: ``"text"`` or ``"block"`` (see the module docstring).
         layers: recorded layer names, in the order asked for.
-        steps: recorded scheduler steps, sorted; ``None`` until the run starts if all were asked.
+        steps: recorded steps (U-Net calls), sorted; ``None`` until the run starts if all were asked.
         device: where the tensors are kept (``None``: where the U-Net computed them).
         dtype: their dtype (``None``: the U-Net's).
-        timesteps: ``[n_calls]`` the timestep of every U-Net call of the recorded run (CPU).
+        timesteps: ``[n_steps]`` the timestep of every step of the recorded run (CPU).
         sample_shape: the U-Net input shape ``(B, C, h, w)``; ``B`` is doubled under guidance.
-        features: ``(layer, call) -> [B, C_l, h_l, w_l]`` tensors.
+        features: ``(layer, step) -> [B, C_l, h_l, w_l]`` tensors.
     """
 
     model: str
@@ -99,8 +101,8 @@ class FeatureStore:
 
     @property
     def num_steps(self) -> int:
-        """Scheduler steps of the recorded run (distinct timesteps)."""
-        return len(_step_of_call(self._require_run().timesteps)[1])
+        """Steps (U-Net calls) of the recorded run."""
+        return len(self._require_run().timesteps)
 
     @property
     def nbytes(self) -> int:
@@ -115,17 +117,11 @@ class FeatureStore:
             h, w = math.ceil(h / 2), math.ceil(w / 2)
         return h, w
 
-    def calls(self, step: int) -> list[int]:
-        """U-Net call indices that belong to scheduler step ``step`` (two for PNDM's step 1)."""
-        step_of, _ = _step_of_call(self._require_run().timesteps)
-        return [i for i, s in enumerate(step_of) if s == step]
-
-    def get(self, layer: str, step: int, occurrence: int = 0) -> torch.Tensor:
-        """The saved ``[B, C, h, w]`` feature of ``layer`` at ``step`` (its ``occurrence``-th U-Net call)."""
-        calls = self.calls(step)
-        if layer not in self.layers or not calls or (layer, calls[0]) not in self.features:
+    def get(self, layer: str, step: int) -> torch.Tensor:
+        """The saved ``[B, C, h, w]`` feature of ``layer`` at ``step``."""
+        if (layer, step) not in self.features:
             raise KeyError(f"no feature for layer {layer!r} at step {step}; this store holds {self.describe()}")
-        return self.features[layer, calls[occurrence]]
+        return self.features[layer, step]
 
     def describe(self) -> str:
         """One line: layers, steps, size in MiB."""
@@ -169,7 +165,7 @@ def _normalize_steps(steps: Iterable[int] | int | None) -> tuple[int, ...] | Non
     values = [steps] if isinstance(steps, int) else list(steps)
     bad = [s for s in values if isinstance(s, bool) or not isinstance(s, int) or s < 0]
     if bad:
-        raise ValueError(f"steps must be non-negative integers (scheduler steps counted from 0), got {bad[:5]}")
+        raise ValueError(f"steps must be non-negative integers (U-Net calls counted from 0), got {bad[:5]}")
     return tuple(sorted(set(values)))
 
 
@@ -177,7 +173,7 @@ def _check_in_schedule(steps: Sequence[int], num_steps: int, what: str) -> None:
     outside = [s for s in steps if s >= num_steps]
     if outside:
         raise ValueError(
-            f"steps {_ranges(outside)} are outside the schedule of {what}: it has {num_steps} scheduler "
+            f"steps {_ranges(outside)} are outside the schedule of {what}: it has {num_steps} "
             f"steps, numbered 0-{num_steps - 1} (the paper's step k is k-1 here)"
         )
 
@@ -195,56 +191,7 @@ def _ranges(values: Iterable[int]) -> str:
     return ", ".join(parts)
 
 
-# ----------------------------------------------------------------------------- the step clock
-
-
-def _step_of_call(timesteps: torch.Tensor) -> tuple[list[int], list[float]]:
-    """Scheduler step of every U-Net call: the rank of its timestep among the distinct ones."""
-    distinct: list[float] = []
-    step_of = []
-    for t in timesteps.tolist():
-        if t not in distinct:
-            distinct.append(t)
-        step_of.append(distinct.index(t))
-    return step_of, distinct
-
-
-class _StepClock:
-    """U-Net forward pre-hook: which call of ``scheduler.timesteps`` is running, and its step.
-
-    The call index advances through the schedule and restarts when a new generation begins,
-    so repeated timesteps (PNDM, Heun) map to consecutive calls.
-    """
-
-    def __init__(self, scheduler: Any, on_start: Callable[[torch.Tensor, torch.Tensor], None]) -> None:
-        self.scheduler = scheduler
-        self.on_start = on_start  # called at a generation's first U-Net call
-        self.call = -1
-        self.step = -1
-        self._timesteps: torch.Tensor | None = None
-        self._step_of: list[int] = []
-
-    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        sample = args[0] if args else kwargs["sample"]
-        t = args[1] if len(args) > 1 else kwargs["timestep"]
-        timesteps = self.scheduler.timesteps.detach().cpu()
-        if self._timesteps is None or not torch.equal(timesteps, self._timesteps):
-            self._timesteps, self._step_of = timesteps, _step_of_call(timesteps)[0]
-            self.call = -1
-        t = float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
-        nxt = self.call + 1
-        if not (nxt < len(timesteps) and float(timesteps[nxt]) == t):
-            matches = (timesteps == t).nonzero().flatten().tolist()
-            if not matches:
-                raise RuntimeError(
-                    f"the U-Net was called at timestep {t}, which is not in pipe.scheduler.timesteps; "
-                    "feature swaps need a text-to-image pipeline that runs the scheduler's schedule"
-                )
-            nxt = matches[0]
-        first = nxt == 0 or self.call == -1
-        self.call, self.step = nxt, self._step_of[nxt]
-        if first:
-            self.on_start(timesteps, sample)
+# ----------------------------------------------------------------------------- outputs
 
 
 def _output_tensor(output: Any) -> torch.Tensor:
@@ -265,20 +212,6 @@ def _replace_output(output: Any, hidden: torch.Tensor) -> Any:
     return output
 
 
-@contextmanager
-def _hooks(pipe: Any, clock: _StepClock, layer_hooks: dict[str, Callable]) -> Iterator[None]:
-    """Install the clock and one forward hook per module path; remove them all on exit."""
-    unet = pipe.unet
-    handles = [unet.register_forward_pre_hook(clock, with_kwargs=True)]
-    try:
-        for path, hook in layer_hooks.items():
-            handles.append(unet.get_submodule(path).register_forward_hook(hook))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 # ----------------------------------------------------------------------------- recording
 
 
@@ -297,8 +230,8 @@ def record_features(
     Args:
         pipe: a Stable Diffusion (1.x, 2.x, XL) text-to-image pipeline.
         layers: LDM layer names (``"IN8"``, ``"MID"``, ``"OUT3"``…); ``None``: all text-conditioned layers.
-        steps: scheduler steps to keep, from 0; ``None``: all. Checked against the run's schedule
-            at its first U-Net call.
+        steps: steps (U-Net calls) to keep, from 0; ``None``: all. Checked against the run's
+            schedule at its first step.
         feature: ``"text"`` (cross-attention module output) or ``"block"`` (whole block output).
         device: where to keep the tensors, e.g. ``"cpu"`` to spare GPU memory; ``None``: where computed.
         dtype: e.g. ``torch.float16`` to halve the size; ``None``: the U-Net's dtype (exact swaps).
@@ -308,8 +241,8 @@ def record_features(
 
     Raises:
         UnknownLayerError: a layer this U-Net does not have (the message lists the valid names).
-        ValueError: bad ``steps`` or ``feature``; steps beyond the run's schedule; a second
-            generation inside the same block.
+        ValueError: bad ``steps`` or ``feature``; steps beyond the run's schedule.
+        SecondCallError: a second generation inside the same block.
     """
     feature = _check_feature(feature)
     chosen = _resolve(pipe.unet, layers, feature)
@@ -324,28 +257,29 @@ def record_features(
         levels=len(pipe.unet.config.block_out_channels),
     )
 
-    def on_start(timesteps: torch.Tensor, sample: torch.Tensor) -> None:
-        if store.timesteps is not None:
-            raise ValueError("record_features records one generation; open a new `with` block for the next")
-        num_steps = len(_step_of_call(timesteps)[1])
-        if store.steps is None:
-            store.steps = tuple(range(num_steps))
-        _check_in_schedule(store.steps, num_steps, "this run")
-        store.timesteps, store.sample_shape = timesteps.clone(), tuple(sample.shape)
-
-    clock = _StepClock(pipe.scheduler, on_start)
+    def at_step(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        if hooks.clock.step == 0:  # the schedule and the input shape are known at the first step
+            timesteps = torch.as_tensor(hooks.clock.scheduler.timesteps).detach().float().cpu()
+            if store.steps is None:
+                store.steps = tuple(range(len(timesteps)))
+            _check_in_schedule(store.steps, len(timesteps), "this run")
+            sample = args[0] if args else kwargs["sample"]
+            store.timesteps, store.sample_shape = timesteps.clone(), tuple(sample.shape)
 
     def make_hook(name: str) -> Callable:
         def hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
-            if clock.step in store.steps:
+            if hooks.clock.step in store.steps:
                 hidden = _output_tensor(output).detach()
-                store.features[name, clock.call] = hidden.to(
+                store.features[name, hooks.clock.step] = hidden.to(
                     device=store.device or hidden.device, dtype=store.dtype or hidden.dtype, copy=True
                 )
 
         return hook
 
-    with _hooks(pipe, clock, {_module_path(layer, feature): make_hook(layer.name) for layer in chosen}):
+    with PipelineHooks(pipe, "record_features") as hooks:
+        hooks.pre_hook(pipe.unet, at_step)
+        for layer in chosen:
+            hooks.forward_hook(pipe.unet.get_submodule(_module_path(layer, feature)), make_hook(layer.name))
         yield store
 
 
@@ -371,15 +305,15 @@ def swap_features(
         pipe: the pipeline ``store`` was recorded with (same model, size, batch, scheduler, steps).
         store: from :func:`record_features`.
         layers: names to swap, a subset of ``store.layers``; ``None``: all recorded layers; ``[]``: none.
-        steps: scheduler steps to swap (from 0), a subset of ``store.steps``; ``None``: all recorded.
+        steps: steps (U-Net calls, from 0) to swap, a subset of ``store.steps``; ``None``: all recorded.
         region: ``[H, W]`` boolean grid at the lowest U-Net resolution (``store.lowest_resolution``),
             True where A's features are taken; resized by nearest neighbour to each layer.
-        threshold: replace only elements with ``|saved - current| < threshold``.
+        threshold: replace only elements with ``|saved - current| < threshold`` (positive, finite).
 
     Raises:
         UnknownLayerError: a name this U-Net does not have.
-        StoreMismatchError: the store comes from another model, holds other layers or steps, or
-            (at the first U-Net call) was recorded at another size, batch or schedule.
+        StoreMismatchError: the store comes from another model, holds no features or other layers
+            or steps, or (at any step) was recorded at another size, batch or timestep.
         ValueError: bad ``steps``, ``region`` or ``threshold``.
     """
     _check_store_model(pipe, store)
@@ -394,23 +328,25 @@ def swap_features(
     if unrecorded:
         raise StoreMismatchError(f"steps {_ranges(unrecorded)} were not recorded; this store holds {store.describe()}")
     grid = _check_region(region, store.lowest_resolution) if region is not None else None
-    if threshold is not None and not (isinstance(threshold, (int, float)) and threshold > 0):
-        raise ValueError(f"threshold must be a positive number, not {threshold!r}")
-
-    def on_start(timesteps: torch.Tensor, sample: torch.Tensor) -> None:
-        _check_store_run(store, timesteps, tuple(sample.shape))
-
-    clock = _StepClock(pipe.scheduler, on_start)
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 < threshold < math.inf):
+        raise ValueError(f"threshold must be a positive finite number, not {threshold!r}")
+    if not store.features and chosen:
+        raise StoreMismatchError(f"this store holds no features ({store.describe()}): nothing could be swapped")
     active = set(wanted)
+
+    def at_step(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        sample = args[0] if args else kwargs["sample"]
+        _check_store_step(store, hooks.clock.step, timestep_of(args, kwargs), tuple(sample.shape))
 
     def make_hook(name: str) -> Callable:
         masks: dict[tuple[int, int], torch.Tensor] = {}  # the region resized, per layer size
 
         def hook(module: torch.nn.Module, args: tuple, output: Any) -> Any:
-            if clock.step not in active:
+            if hooks.clock.step not in active:
                 return None
             current = _output_tensor(output)
-            saved = store.features[name, clock.call].to(device=current.device, dtype=current.dtype, copy=True)
+            saved = store.features[name, hooks.clock.step].to(device=current.device, dtype=current.dtype, copy=True)
             if saved.shape != current.shape:  # e.g. a different batch of prompts
                 raise StoreMismatchError(
                     f"{name}: saved features are {tuple(saved.shape)}, this run computes {tuple(current.shape)}"
@@ -420,10 +356,11 @@ def swap_features(
 
         return hook
 
-    paths = {_module_path(layer, store.feature): make_hook(layer.name) for layer in resolve_layers(pipe.unet, chosen)}
-    if not active:
-        paths = {}
-    with _hooks(pipe, clock, paths):
+    with PipelineHooks(pipe, "swap_features") as hooks:
+        hooks.pre_hook(pipe.unet, at_step)
+        if active:
+            for layer in resolve_layers(pipe.unet, chosen):
+                hooks.forward_hook(pipe.unet.get_submodule(_module_path(layer, store.feature)), make_hook(layer.name))
         yield
 
 
@@ -471,16 +408,19 @@ def _check_store_model(pipe: Any, store: FeatureStore) -> None:
         )
 
 
-def _check_store_run(store: FeatureStore, timesteps: torch.Tensor, sample_shape: tuple[int, ...]) -> None:
+def _check_store_step(store: FeatureStore, step: int, t: float, sample_shape: tuple[int, ...]) -> None:
+    """This run's step ``step`` must match the recorded one: same U-Net input shape and timestep."""
     if sample_shape != store.sample_shape:
         raise StoreMismatchError(
             f"the store was recorded with U-Net input {list(store.sample_shape)} (batch, channels, latent h, w), "
             f"this run has {list(sample_shape)}: use the same height, width, batch and guidance on/off"
         )
-    if not torch.equal(timesteps, store.timesteps):
+    if step >= store.num_steps or float(store.timesteps[step]) != t:
+        recorded = f"timestep {float(store.timesteps[step]):g}" if step < store.num_steps else "no such step"
         raise StoreMismatchError(
-            f"the store was recorded with {store.num_steps} steps of timesteps {store.timesteps.tolist()[:4]}…, "
-            f"this run's schedule differs ({len(timesteps)} U-Net calls): use the same scheduler and num_inference_steps"
+            f"step {step} of this run is at timestep {t:g}, the recorded run had {recorded} ({store.num_steps} steps, "
+            f"timesteps {[round(float(x)) for x in store.timesteps[:4]]}…): use the same scheduler and "
+            "num_inference_steps, and keep pipe.scheduler as it was when the store was recorded"
         )
 
 

@@ -14,7 +14,7 @@ from . import architecture as arch
 from .evaluate import GATES, TARGETS, bars_met, measured
 from .world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, WORLD_VERSION
 
-__all__ = ["BAR_NAMES", "learning_curves", "write_card"]
+__all__ = ["BAR_NAMES", "bars_table", "learning_curves", "loss_curves", "write_card"]
 
 #: How the card and chapter 05 name each gate and target.
 BAR_NAMES: dict[str, str] = {
@@ -71,38 +71,52 @@ def bars_table(evaluation: dict) -> list[dict]:
     return rows
 
 
-def learning_curves(log: dict, *, title: str = "judged at milestones (EMA weights, validation prompts)"):
-    """The milestone judgements over training: share correct per scene kind and background."""
+def _stage_marks(ax, rows: list[dict]) -> None:
+    """A dotted line where each U-Net stage after the first begins."""
+    for before, after in zip(rows, rows[1:]):
+        if after.get("stage", 1) != before.get("stage", 1):
+            ax.axvline(before["step"], color="grey", linestyle=":", linewidth=1)
+            ax.annotate(f"stage {after['stage']}", (before["step"], 0.98), xycoords=("data", "axes fraction"),
+                        fontsize=8, ha="left", va="top")
+
+
+def learning_curves(log: dict, *, title: str = "Judged at milestones (EMA weights, 32–64 validation prompts per kind)"):
+    """The milestone judgements over training: share correct per scene kind, and of backgrounds."""
     from ..plots import line_plot
 
     rows = [r for r in log.get("milestones", []) if r["weights"] == "ema"]
     series = {"one object": [r["single"] for r in rows], "two objects": [r["pair"] for r in rows],
-              "counts": [r["count"] for r in rows],
-              "background": [r.get("single_background") for r in rows]}
+              "counts": [r["count"] for r in rows], "background named": [r.get("single_background") for r in rows]}
     fig = line_plot([r["step"] for r in rows], series, xlabel="U-Net training step", ylabel="share correct",
-                    title=title, size=(6.0, 3.0))
-    fig.axes[0].set_ylim(0, 1)
-    for line in fig.axes[0].lines:
+                    title=title, size=(6.4, 3.0))
+    ax = fig.axes[0]
+    ax.set_ylim(0, 1.02)
+    for line in ax.lines:
         line.set_marker("o")
         line.set_markersize(3)
+    _stage_marks(ax, rows)
     return fig
 
 
-def _loss_curves(log: dict):
+def loss_curves(log: dict):
+    """The training losses of every stage, one panel each, on log scales."""
     from ..plots import new_figure
 
-    panels = [(stage, key, label) for stage, key, label in (("vae", "l1", "VAE: weighted L1"),
-                                                             ("unet", "loss", "U-Net: Min-SNR loss"),
-                                                             ("clip", "loss", "CLIP: contrastive loss"))
-              if stage in log]
-    fig = new_figure(figsize=(3.0 * len(panels), 2.6), layout="constrained")
+    panels = [("vae", "l1", "VAE: weighted L1"), ("unet", "loss", "U-Net: Min-SNR noise loss"),
+              ("unet", "grounding", "U-Net: grounding loss"), ("clip", "loss", "CLIP: contrastive loss")]
+    panels = [(stage, key, label) for stage, key, label in panels
+              if any(r.get(key) for r in log.get(stage, []))]
+    fig = new_figure(figsize=(2.9 * len(panels), 2.7), layout="constrained")
     for ax, (stage, key, label) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-        rows = log[stage]
+        rows = [r for r in log[stage] if r.get(key)]
         ax.plot([r["step"] for r in rows], [r[key] for r in rows], linewidth=1)
         ax.set_title(label, fontsize=10)
-        ax.set_xlabel("step")
+        ax.set_xlabel("step", fontsize=9)
+        ax.tick_params(labelsize=8)
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
+        if stage == "unet":
+            _stage_marks(ax, log[stage])
     return fig
 
 
@@ -112,7 +126,7 @@ def _figures(folder: Path, log: dict) -> list[str]:
     for old in figures.glob("*.png"):
         old.unlink()
     made = []
-    for name, fig in (("losses", _loss_curves(log)), ("milestones", learning_curves(log) if log.get("milestones") else None)):
+    for name, fig in (("losses", loss_curves(log)), ("milestones", learning_curves(log) if log.get("milestones") else None)):
         if fig is not None:
             fig.savefig(figures / f"{name}.png", dpi=100, metadata={"Software": None})
             made.append(f"figures/{name}.png")

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..images import to_tensor
 from ..paths import MODELS_DIR, REPO_ROOT
 from ..progress import progress, progress_bar
 from . import architecture as arch
@@ -43,7 +44,7 @@ from .grounding import attention_maps, grounding_loss, grounding_targets
 from .tokenizer import build_tokenizer
 from .world import caption_corpus, sample_scene, world_spec
 
-__all__ = ["main", "train_clip", "train_unet", "train_vae", "export", "judge_milestone"]
+__all__ = ["main", "train_clip", "train_grounding", "train_unet", "train_vae", "export", "judge_milestone"]
 
 WORK = REPO_ROOT / ".toytrain"
 OUT = MODELS_DIR / "toy"
@@ -72,11 +73,6 @@ def render_scenes(seeds: np.ndarray, workers: int = 1, chunk: int = 500) -> Iter
         return
     with get_context("spawn").Pool(workers) as pool:
         yield from pool.imap(_render, parts)
-
-
-def to_tensor(arrays: np.ndarray) -> torch.Tensor:
-    """uint8 ``[B, H, W, 3]`` pictures as float ``[B, 3, H, W]`` in ``[-1, 1]``."""
-    return torch.from_numpy(arrays.astype(np.float32) / 127.5 - 1.0).permute(0, 3, 1, 2).contiguous()
 
 
 def scene_batch(seeds: np.ndarray) -> tuple[torch.Tensor, list[str]]:
@@ -250,7 +246,7 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
                milestones: tuple[float, ...] = (500, 1000, 2000, 3000, 4000, 6000, 8000),
                judge_images: int = 32, work: Path = WORK, vae_from: Path | None = None,
                device: str = "cpu", workers: int = 1, minutes: float | None = None,
-               grounding_weight: float = GROUNDING_WEIGHT, init_from: Path | None = None) -> None:
+               grounding_weight: float = 0.0, init_from: Path | None = None) -> None:
     """The U-Net and the text encoder together on a pool of VAE latents (see the module docstring).
 
     At each of ``milestones`` (steps, or fractions of the run when below 1) and at the last step,
@@ -260,7 +256,7 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
     ``minutes``, the run times its steps :data:`CALIBRATION_STEPS` and then takes as many steps
     (at most ``steps``) as fit. ``grounding_weight`` adds the token grounding loss of
     :mod:`sdprobe.toy.grounding`; ``init_from`` starts a new run from the U-Net and text encoder
-    of an exported pipeline folder (a continuation stage) instead of random weights.
+    of an earlier stage (an exported pipeline folder or a work folder) instead of random weights.
     """
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -276,7 +272,8 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
     unet = UNet2DConditionModel(**arch.UNET).to(device)
     text = CLIPTextModel(CLIPTextConfig(**arch.text_encoder_config(len(tok), tok.bos_token_id, tok.eos_token_id))).to(device)
     if init_from is not None:
-        _init_from_pipeline(init_from, unet, text)
+        with torch.no_grad():
+            _init_from(init_from, unet, text)
     params = list(unet.parameters()) + list(text.parameters())
     ema = [p.detach().clone() for p in params]
     # On a GPU the fused AdamW saves hundreds of kernel launches a step (the toy U-Net is launch-bound).
@@ -287,7 +284,7 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
         for e, saved in zip(ema, state["ema"]):
             e.copy_(saved)
         start, total = state["step"], state.get("total") or steps
-    pool = latent_pool(vae, scale, tok, work, pool_size, device=device, workers=workers)
+    pool = latent_pool(vae, scale, tok, work, pool_size, device=device, workers=workers, shared=vae_from)
     recipe = dict(steps=total, batch=batch, device=str(device), threads=torch.get_num_threads(), pool=pool_size,
                   lr=lr, warmup=warmup, snr_gamma=snr_gamma, noise_offset=noise_offset, empty_captions=drop,
                   grounding_weight=grounding_weight, init_from=str(init_from) if init_from else None)
@@ -352,13 +349,31 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
 
 
 @torch.no_grad()
-def _init_from_pipeline(folder: Path, unet, text) -> None:
-    """Load the U-Net and text encoder weights of an exported pipeline folder (fp16 or fp32)."""
+def _init_from(folder: Path, unet, text) -> None:
+    """Load the U-Net and text encoder weights of an earlier stage: an exported pipeline folder
+    (fp16 or fp32 safetensors), or a work folder's checkpoint (the weights its judge preferred)."""
     from safetensors.torch import load_file
 
+    folder = Path(folder)
+    if (folder / "unet.pt").is_file():
+        state = _load(folder / "unet.pt")
+        unet.load_state_dict(state["unet"]); text.load_state_dict(state["text"])
+        if (state.get("prefer") or "ema") == "ema":
+            for p, e in zip(list(unet.parameters()) + list(text.parameters()), state["ema"]):
+                p.copy_(e)
+        return
+    if not (folder / "model_index.json").is_file():
+        raise FileNotFoundError(f"{folder} is neither a work folder with unet.pt nor an exported pipeline")
     for module, sub in ((unet, "unet/diffusion_pytorch_model.safetensors"), (text, "text_encoder/model.safetensors")):
-        state = load_file(Path(folder) / sub)
-        module.load_state_dict({k: v.float() for k, v in state.items()})
+        module.load_state_dict({k: v.float() for k, v in load_file(folder / sub).items()})
+
+
+def train_grounding(steps: int = 2000, *, work: Path = WORK, **options) -> None:
+    """``make toy``'s second U-Net stage: continue from the first stage's weights in ``work`` with
+    the token grounding loss (:mod:`sdprobe.toy.grounding`), in ``work / "ground"``."""
+    options = {"lr": 2e-4, "warmup": 100, "grounding_weight": GROUNDING_WEIGHT, "milestones": (500, 1000, 1500),
+               **options}
+    train_unet(steps, init_from=work, work=work / "ground", vae_from=work, **options)
 
 
 @torch.no_grad()
@@ -412,15 +427,18 @@ def judge_milestone(pipe, n: int, *, steps: int = 20, guidance: float = 7.5, bat
 
 @torch.no_grad()
 def latent_pool(vae, scale: float, tok, work: Path, size: int, *, batch: int = 100,
-                device: str | torch.device = "cpu", workers: int = 1) -> dict:
+                device: str | torch.device = "cpu", workers: int = 1, shared: Path | None = None) -> dict:
     """Scaled latent means and stds ``[N, 4, 16, 16]`` of ``size`` training scenes, their
     caption token ids ``[N, 77]`` and grounding targets (masks ``[N, 2, 16, 16]``, word positions
-    ``[N, 2, 2]``), encoded once (cached in ``work``).
+    ``[N, 2, 2]``), encoded once (cached in ``work``, or read from ``shared``, the folder of the
+    VAE's own stage, when it holds the same pool).
 
     Encoding is the costliest part of a step on the CPU; drawing a fresh sample from each
     scene's latent distribution every time it is used keeps the pool from being memorised exactly.
     """
     path = work / f"latents-{size}.pt"
+    if shared is not None and not path.is_file() and (shared / path.name).is_file():
+        path = shared / path.name  # the same VAE and seeds: the pool of an earlier stage is this one
     if (cached := _load(path, device)) is None:
         seeds = seed_stream(2, size, 0)
         means, stds, captions, masks, tokens = [], [], [], [], []
@@ -558,17 +576,24 @@ def export(out: Path = OUT, work: Path = WORK, vae_from: Path | None = None, wei
 
 
 def _earlier_stage(recipe: dict | None) -> dict | None:
-    """For a continuation run (``init_from``): the recipe and training log of the exported folder
-    it started from, when that folder is one of ours; else ``None``."""
+    """For a continuation run (``init_from``): the recipe, training log and timings of the stage it
+    started from (an exported folder of ours, or a work folder); else ``None``."""
     folder = Path(recipe["init_from"]) if recipe and recipe.get("init_from") else None
-    if folder is None or not (folder / "recipe.json").is_file():
+    if folder is None:
+        return None
+    timings = (folder / "timings.jsonl").read_text().splitlines() if (folder / "timings.jsonl").is_file() else []
+    timings = [t for t in timings if json.loads(t)["stage"] == "unet"]
+    if (folder / "unet.pt").is_file():  # a work folder: its checkpoint and logs
+        state = _load(folder / "unet.pt")
+        log = {k: v for k, v in training_log([folder]).items() if k in ("unet", "milestones")}
+        return {"recipe": {"unet": [state.get("recipe", {})]}, "log": log, "timings": timings}
+    if not (folder / "recipe.json").is_file():
         return None
     earlier = json.loads((folder / "recipe.json").read_text())
     if isinstance(earlier.get("unet"), dict):
         earlier["unet"] = [earlier["unet"]]
     log = json.loads((folder / "training_log.json").read_text()) if (folder / "training_log.json").is_file() else {}
-    timings = (folder / "timings.jsonl").read_text().splitlines() if (folder / "timings.jsonl").is_file() else []
-    return {"recipe": earlier, "log": log, "timings": [t for t in timings if json.loads(t)["stage"] != "export"]}
+    return {"recipe": earlier, "log": log, "timings": timings}
 
 
 def _clip_image_processor():
@@ -581,12 +606,9 @@ def _clip_image_processor():
                               image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=Image.BOX)
 
 
-def write_training_log(folder: Path, sources: list[Path] | None = None, earlier: dict | None = None) -> Path:
-    """The training curves of every stage, thinned, and the milestone judgements, as
-    ``training_log.json`` in ``folder``; each stage's log is read from the first of ``sources``
-    (work folders, by default ``.toytrain``) that has one. ``earlier``, the log of the run a
-    continuation started from, goes first: its U-Net rows and milestones are stage 1, this run's
-    stage 2, with steps counted on from the end of stage 1.
+def training_log(sources: list[Path] | None = None) -> dict:
+    """The training curves of every stage, thinned, and the milestone judgements; each stage's log
+    is read from the first of ``sources`` (work folders, by default ``.toytrain``) that has one.
 
     A resumed run logs the steps after its checkpoint again; the last record of a step wins.
     """
@@ -600,6 +622,14 @@ def write_training_log(folder: Path, sources: list[Path] | None = None, earlier:
     if (found := next((f / "milestones.jsonl" for f in sources if (f / "milestones.jsonl").is_file()), None)):
         latest = {(r["step"], r["weights"]): r for r in map(json.loads, open(found))}
         logs["milestones"] = [latest[k] for k in sorted(latest)]
+    return logs
+
+
+def write_training_log(folder: Path, sources: list[Path] | None = None, earlier: dict | None = None) -> Path:
+    """:func:`training_log` as ``training_log.json`` in ``folder``. ``earlier``, the log of the
+    stage a continuation started from, goes first: its U-Net rows and milestones keep their stage
+    numbers (1 by default), this run's get the next, with steps counted on from the earlier end."""
+    logs = training_log(sources)
     if earlier:
         stages = max([r.get("stage", 1) for r in earlier.get("unet", [])] or [0])
         offset = max([r["step"] for r in earlier.get("unet", [])] or [0])
@@ -630,11 +660,12 @@ def _thin(logs: dict[str, list[dict]], every: int = 10) -> dict[str, list[dict]]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdprobe.toy.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stage", nargs="+", default=["vae", "clip", "unet", "export"],
-                        choices=["vae", "unet", "clip", "export"])
+    parser.add_argument("--stage", nargs="+", default=["vae", "clip", "unet", "ground", "export"],
+                        choices=["vae", "clip", "unet", "ground", "export"])
     parser.add_argument("--vae-steps", type=int, default=3000)
     parser.add_argument("--unet-steps", type=int, default=10_000)
     parser.add_argument("--clip-steps", type=int, default=600)
+    parser.add_argument("--ground-steps", type=int, default=2000, help="steps of the grounding stage")
     parser.add_argument("--batch", type=int, default=32, help="U-Net batch")
     parser.add_argument("--pool", type=int, default=24_000, help="training scenes encoded for the U-Net")
     parser.add_argument("--judge-images", type=int, default=32,
@@ -643,8 +674,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a time budget for the U-Net stage: as many steps as fit (at most --unet-steps)")
     parser.add_argument("--milestones", type=float, nargs="*", default=None,
                         help="steps judged, or fractions of the run below 1 (default: a fixed list)")
-    parser.add_argument("--grounding", type=float, default=GROUNDING_WEIGHT,
-                        help="weight of the token grounding loss (sdprobe.toy.grounding; 0 turns it off)")
+    parser.add_argument("--grounding", type=float, default=0.0,
+                        help="weight of the token grounding loss in the unet stage (the ground stage uses "
+                             f"{GROUNDING_WEIGHT}; sdprobe.toy.grounding)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start the U-Net stage from an exported pipeline folder (a continuation run)")
     parser.add_argument("--lr", type=float, default=1e-3, help="U-Net peak learning rate")
@@ -661,7 +693,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.judge_images < 0:
         parser.error(f"--judge-images must be 0 or more, not {args.judge_images}")
-    for name in ("vae_steps", "unet_steps", "clip_steps", "batch", "pool", "threads", "workers"):
+    for name in ("vae_steps", "unet_steps", "clip_steps", "ground_steps", "batch", "pool", "threads", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, not {getattr(args, name)}")
     torch.set_num_threads(args.threads)
@@ -680,10 +712,14 @@ def main(argv: list[str] | None = None) -> int:
                        work=work, vae_from=args.vae_from, device=args.device, workers=args.workers,
                        minutes=args.unet_minutes, grounding_weight=args.grounding, init_from=args.init_from,
                        lr=args.lr, warmup=args.warmup, **unet_options)
+        elif stage == "ground":
+            train_grounding(args.ground_steps, work=work, batch=args.batch, pool_size=args.pool,
+                            judge_images=args.judge_images, device=args.device, workers=args.workers)
         elif stage == "clip":
             train_clip(args.clip_steps, work=work)
-        else:
-            export(args.out, work, args.vae_from, args.weights)
+        else:  # the last U-Net stage that ran: the grounding stage's folder when it has a checkpoint
+            last = work / "ground" if (work / "ground" / "unet.pt").is_file() else work
+            export(args.out, last, args.vae_from or (work if last != work else None), args.weights)
         print(f"{stage}: {time.time() - start:.0f} s", flush=True)
         with open(work / "timings.jsonl", "a") as f:
             f.write(json.dumps({"stage": stage, "seconds": round(time.time() - start, 1), "threads": args.threads,

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from ..images import to_array
+
 __all__ = [
     "BACKGROUNDS",
     "COUNT_WORDS",
@@ -533,7 +535,7 @@ def _reference_colours() -> tuple[np.ndarray, list[str | None]]:
 def colour_labels(image: Image.Image | np.ndarray) -> np.ndarray:
     """Index into :data:`PALETTE` of each pixel's nearest reference colour, ``-1`` where the
     nearest is a background colour; int ``(H, W)``."""
-    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    arr = to_array(image).astype(np.float32)
     refs, names = _reference_colours()
     dist = ((arr[:, :, None, :] - refs[None, None]) ** 2).sum(-1)
     nearest = dist.argmin(-1)
@@ -560,7 +562,7 @@ def background_of(image: Image.Image | np.ndarray) -> str | None:
     edges) tells a river from a field and the majority tells snow from sky. ``None`` when no
     pixel shows a background colour.
     """
-    arr = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    arr = to_array(image).astype(np.float32)
     refs, names = _reference_colours()
     nearest = ((arr[:, :, None, :] - refs[None, None]) ** 2).sum(-1).argmin(-1)
     texture_names = ["grass", "water", "snow", "sky"]

@@ -1,0 +1,182 @@
+"""The one hook layer: how every probe attaches to a pipeline, counts its steps and lets go.
+
+Every probe of sdprobe (attention traces, trajectories, feature records and swaps, the seedling
+transplant) attaches through a :class:`PipelineHooks` block::
+
+    with PipelineHooks(pipe, "my probe") as hooks:
+        hooks.processor(module, MyProcessor())          # diffusers' Attention.set_processor
+        hooks.pre_hook(pipe.unet, before_unet)          # torch forward pre-hooks …
+        hooks.forward_hook(module, after_module)        # … and forward hooks
+        image = pipe(prompt).images[0]
+        hooks.clock.step                                # the step running (or last run)
+
+Everything registered is removed, newest first, when the block ends, also after an exception
+or a KeyboardInterrupt. Blocks nest: each removes only what it registered.
+
+**Steps: one convention for the whole library.** A *step* is one call of the U-Net, numbered
+from 0 within one pipeline call. For every scheduler the number of steps is
+``num_inference_steps``, except PNDM (SD 1.x's default), which calls the U-Net once more (its
+second timestep twice). Step ``k`` denoises the latent that ``k`` steps have produced, so the
+starting noise x_T is the input of step 0, and "after ``k`` steps" means before step ``k``.
+Papers that count from 1 call our step ``k`` their step ``k + 1``.
+
+**One pipeline call per block.** A probe records one generation. A second pipeline call inside
+the same block raises :class:`SecondCallError` (the message says what to do), unless the probe
+was asked to record several (``several=True``); then ``on_new_call`` runs at the start of each.
+A new call is recognised when the text encoder runs after the U-Net has, or when the timestep
+does not go down (beyond the repeats the scheduler's own schedule holds).
+
+**Private attributes.** The only private attribute of a diffusers pipeline that sdprobe uses is
+``pipe._interrupt``, diffusers' documented way to stop a generation early from
+``callback_on_step_end``; it is set in one place, :func:`stop_after`, and a test fails if
+diffusers changes its meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = ["PipelineHooks", "SecondCallError", "StepClock", "stop_after", "timestep_of"]
+
+
+class SecondCallError(RuntimeError):
+    """A probe that records one pipeline call saw a second one inside its ``with`` block."""
+
+
+def timestep_of(args: tuple, kwargs: dict) -> float:
+    """The timestep a U-Net forward was called with (its second argument, or ``timestep=``)."""
+    t = args[1] if len(args) > 1 else kwargs["timestep"]
+    return float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
+
+
+class StepClock:
+    """Numbers the U-Net calls of the pipeline calls made while it is installed.
+
+    Attributes:
+        step: the step now running or last run (``-1`` before the first); see the module docstring.
+        timesteps: the timestep of every step of the current pipeline call.
+        calls: how many pipeline calls have started.
+        scheduler: the scheduler the current pipeline call started with.
+    """
+
+    def __init__(self, pipe: Any, probe: str, *, several: bool = False,
+                 on_new_call: Callable[[int], None] | None = None) -> None:
+        self.pipe, self.probe, self.several, self.on_new_call = pipe, probe, several, on_new_call
+        self.step = -1
+        self.timesteps: list[float] = []
+        self.calls = 0
+        self.scheduler: Any = None
+        self._encoded_since_unet = False
+
+    def before_text_encoder(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        if self.timesteps:  # the prompt is encoded before the denoising loop: a new call is starting
+            self._encoded_since_unet = True
+
+    def before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        t = timestep_of(args, kwargs)
+        if self._starts_new_call(t):
+            self.calls += 1
+            if self.calls > 1 and not self.several:
+                raise SecondCallError(
+                    f"{self.probe} records one pipeline call, and a second one started inside its `with` block; "
+                    "make each call in its own block, or ask the probe for several calls (several=True)")
+            self.step, self.timesteps, self.scheduler = -1, [], self.pipe.scheduler
+            if self.on_new_call is not None:
+                self.on_new_call(self.calls)
+        self._encoded_since_unet = False
+        self.step += 1
+        self.timesteps.append(t)
+
+    def _starts_new_call(self, t: float) -> bool:
+        if not self.timesteps or self._encoded_since_unet or t > self.timesteps[-1]:
+            return True
+        if t < self.timesteps[-1]:
+            return False
+        schedule = getattr(self.pipe.scheduler, "timesteps", None)  # PNDM and Heun repeat timesteps
+        allowed = int((torch.as_tensor(schedule).float() == t).sum()) if schedule is not None else 1
+        return self.timesteps.count(t) >= max(1, allowed)
+
+
+class PipelineHooks:
+    """Register processors and hooks on a pipeline's modules, with a :class:`StepClock`; remove
+    everything on exit. See the module docstring.
+
+    Args:
+        pipe: a diffusers pipeline with a ``unet`` (and usually a ``text_encoder``).
+        probe: the probe's name, for error messages.
+        several: allow more than one pipeline call inside the block.
+        on_new_call: called with the call number (from 1) at the start of each pipeline call.
+    """
+
+    def __init__(self, pipe: Any, probe: str, *, several: bool = False,
+                 on_new_call: Callable[[int], None] | None = None) -> None:
+        unet = getattr(pipe, "unet", None)
+        if unet is None or not hasattr(unet, "attn_processors"):
+            raise TypeError(f"{probe} needs a pipeline with a UNet2DConditionModel, not {type(pipe).__name__}")
+        self.pipe, self.probe = pipe, probe
+        self.clock = StepClock(pipe, probe, several=several, on_new_call=on_new_call)
+        self._undo: list[Callable[[], None]] = []
+        self._open = False
+
+    def __enter__(self) -> PipelineHooks:
+        self._open = True
+        try:
+            self.pre_hook(self.pipe.unet, self.clock.before_unet)
+            for encoder in (getattr(self.pipe, "text_encoder", None), getattr(self.pipe, "text_encoder_2", None)):
+                if encoder is not None:
+                    self.pre_hook(encoder, self.clock.before_text_encoder)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def processor(self, module: torch.nn.Module, processor: Any) -> None:
+        """Give an ``Attention`` module another processor until the block ends."""
+        self._check_open()
+        original = module.processor
+        module.set_processor(processor)
+        self._undo.append(lambda: module.set_processor(original))
+
+    def pre_hook(self, module: torch.nn.Module, fn: Callable[..., Any]) -> None:
+        """``fn(module, args, kwargs)`` before every forward of ``module`` (may return new inputs)."""
+        self._check_open()
+        self._undo.append(module.register_forward_pre_hook(fn, with_kwargs=True).remove)
+
+    def forward_hook(self, module: torch.nn.Module, fn: Callable[..., Any]) -> None:
+        """``fn(module, args, output)`` after every forward of ``module`` (may return a new output)."""
+        self._check_open()
+        self._undo.append(module.register_forward_hook(fn).remove)
+
+    def close(self) -> None:
+        """Remove everything registered, newest first (idempotent)."""
+        while self._undo:
+            self._undo.pop()()
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError(f"{self.probe}: register hooks inside the `with PipelineHooks(...)` block")
+
+
+def stop_after(pipe: Any, steps: int) -> Callable[..., dict]:
+    """A ``callback_on_step_end`` that stops the pipeline once ``steps`` steps are done.
+
+    diffusers runs the callback after each step and checks ``pipe._interrupt`` at the top of the
+    next; setting it is the library's documented way to stop early (the only private attribute
+    sdprobe touches). The remaining steps are skipped and the pipeline returns what it has.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1 to stop after them, not {steps}")
+
+    def callback(p: Any, i: int, t: Any, kwargs: dict) -> dict:
+        if i + 1 >= steps:
+            p._interrupt = True
+        return kwargs
+
+    return callback
