@@ -43,7 +43,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 execute: install
-	$(BIN)/python -m sdprobe.runs book --notebooks $(NOTEBOOKS)
+	$(BIN)/python -m sdprobe.book.runs book --notebooks $(NOTEBOOKS)
 
 html: install
 	rm -rf _build/.doctrees
@@ -62,7 +62,7 @@ test: install chromium html
 	$(BIN)/python -m pytest
 
 rerun: install
-	$(BIN)/python -m sdprobe.runs batch --notebooks $(NOTEBOOKS) --presets $(PRESETS)
+	$(BIN)/python -m sdprobe.book.runs batch --notebooks $(NOTEBOOKS) --presets $(PRESETS)
 
 # Deterministic from seeds; checkpoints in .toytrain/ make an interrupted run resume.
 toy: install

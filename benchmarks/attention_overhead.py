@@ -29,7 +29,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 import sdprobe  # noqa: E402
-from sdprobe.attention import trace_attention  # noqa: E402
+from sdprobe.probes.attention import trace_attention  # noqa: E402
 from sdprobe.paths import MODELS_DIR  # noqa: E402
 
 PROMPT = "a dog runs across the field"

@@ -3,8 +3,8 @@
 Measured side by side in one process, interleaved repeat by repeat, medians reported:
 
 * ``plain A + plain B``        two ordinary generations;
-* ``record A + swap B``        the same two with :func:`sdprobe.swap.record_features` and
-  :func:`sdprobe.swap.swap_features` (ratio: the hooks' and the store's overhead);
+* ``record A + swap B``        the same two with :func:`sdprobe.probes.swap.record_features` and
+  :func:`sdprobe.probes.swap.swap_features` (ratio: the hooks' and the store's overhead);
 * ``(N+1) plain``              N + 1 ordinary generations;
 * ``record A + N swaps``       one recorded run A and N swap configurations against it
   (whole / region / threshold, cycling); the issue's budget is a ratio of at most 1.10.
@@ -32,7 +32,7 @@ import torch
 import sdprobe
 from sdprobe.models import resolve_dtype
 from sdprobe.paths import MODELS_DIR
-from sdprobe.swap import FeatureStore, record_features, swap_features
+from sdprobe.probes.swap import FeatureStore, record_features, swap_features
 
 PROMPT_A = "a red cube and a green ball on a table"
 PROMPT_B = "a blue cube and a green ball on a table"

@@ -33,7 +33,7 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run("git clone -q --depth 1 https://github.com/sdprobe/inside-stable-diffusion /content/isd"
-                   " && python /content/isd/lib/sdprobe/colab_setup.py", shell=True, check=True)
+                   " && python /content/isd/lib/sdprobe/book/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/isd/lib")
 
 # %% tags=["parameters"]
@@ -54,7 +54,7 @@ guidance_scales = [1.0, 2.0, 4.0, 7.5, 12.0]
 
 # %%
 import sdprobe
-from sdprobe.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
+from sdprobe.book.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
 
 P = check_parameters(globals(), {
     "model": Model(), "device": DEVICE, "dtype": DTYPE, "seed": Int(0, 2**63 - 1),
@@ -70,12 +70,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sdprobe import plots
-from sdprobe.conditioning import cross_attention_table, prompt_tokens, text_embedding_shapes
-from sdprobe.diffusion import add_noise, noise_schedule, unet_flops
-from sdprobe.latents import decode_latents, encode_images, images_to_tensor, latent_scale_factor
-from sdprobe.scenes import demo_scene
-from sdprobe.trajectory import record_trajectory, trajectory_gap
+from sdprobe.book import plots
+from sdprobe.book.tables import cross_attention_table, prompt_tokens, text_embedding_shapes
+from sdprobe.models.diffusion import add_noise, noise_schedule, unet_flops
+from sdprobe.models.latents import decode_latents, encode_images, images_to_tensor, latent_scale_factor
+from sdprobe.book.scenes import demo_scene
+from sdprobe.probes.trajectory import record_trajectory, trajectory_gap
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
 MODEL = sdprobe.model_label(pipe)
@@ -259,7 +259,7 @@ print(f"final-latent distance from s = {P.guidance_scales[0]:g}:", shift)
 # above.
 
 # %%
-sdprobe.notebook.reproduction_report([
+sdprobe.book.notebook.reproduction_report([
     {"what": "after T noising steps an image is pure noise", "paper": "x_T is pure noise",
      "ours": f"√ᾱ_T = {sched['signal'][-1]:.3f} of the signal left at t = {len(sched['t']) - 1}", "model": MODEL,
      "verdict": "holds"},

@@ -24,9 +24,9 @@
 # dogs were attended, and drawn, at once. Their evidence is visual: a strip of steps, a heat map,
 # and the difference between steps 25 and 30.
 #
-# This chapter rebuilds both pictures with `sdprobe.attention` (cross-attention captured
+# This chapter rebuilds both pictures with `sdprobe.probes.attention` (cross-attention captured
 # through diffusers' attention processors, aggregated the way DAAM does) and
-# `sdprobe.trajectory`, and then turns the claim into numbers: step by step, how much of the
+# `sdprobe.probes.trajectory`, and then turns the claim into numbers: step by step, how much of the
 # image's change lands inside the subject's heat-map mask and how much outside it, and which of
 # the two regions gets half of its change first. On the toy model, where every object's true
 # outline can be read off the picture, the heat map is also scored against that outline.
@@ -39,7 +39,7 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run("git clone -q --depth 1 https://github.com/sdprobe/inside-stable-diffusion /content/isd"
-                   " && python /content/isd/lib/sdprobe/colab_setup.py", shell=True, check=True)
+                   " && python /content/isd/lib/sdprobe/book/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/isd/lib")
 
 # %% tags=["parameters"]
@@ -64,7 +64,7 @@ threshold = 0.4  # DAAM's threshold on the min-max normalised heat map
 
 # %%
 import sdprobe
-from sdprobe.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
+from sdprobe.book.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
 
 P = check_parameters(globals(), {
     "model": Model(), "device": DEVICE, "dtype": DTYPE, "seed": Int(0, 2**63 - 1), "repeats": Int(1, 100),
@@ -85,10 +85,11 @@ import torch
 from scipy import ndimage
 from scipy.stats import binomtest
 
-from sdprobe import plots
-from sdprobe.attention import check_prompt_length
-from sdprobe.change import change_maps, concentration, cumulative_change, half_times, region_share, trajectory_frames
-from sdprobe.heatmaps import heatmap_overlay, mask_iou, overlay_figure
+from sdprobe.book import plots
+from sdprobe.analysis.change import change_maps, concentration, cumulative_change, half_times, region_share, trajectory_frames
+from sdprobe.analysis.metrics import mask_iou
+from sdprobe.book.plots import heatmap_overlay, overlay_figure
+from sdprobe.models.tokens import check_prompt_length
 from sdprobe.toy.world import parse_prompt, segment
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
@@ -214,7 +215,7 @@ print(f"steps {a}→{b}: mean change {pair_change[mask].mean():.3g} inside the '
 # If the most-attended object is generated first and its surroundings later, then early steps
 # should change the pixels under the subject's heat-map mask more than the rest, and late steps
 # less. Two numbers per run test that, both from the per-step change maps $|\hat x_0^{(k+1)} -
-# \hat x_0^{(k)}|$ (`sdprobe.change`):
+# \hat x_0^{(k)}|$ (`sdprobe.analysis.change`):
 #
 # * the **concentration** at each step: mean change per pixel inside the mask over mean change
 #   per pixel outside it (1 = spread evenly);
@@ -245,7 +246,7 @@ def measure(run: SimpleNamespace) -> dict:
     row = {"prompt": run.prompt, "seed": run.seed, "word": word, "mask area": heat.mean()}
     row["half-time inside"], row["half-time outside"] = half_times(change, heat)
     if TOY:
-        row["IoU with true mask"] = mask_iou(torch.from_numpy(heat), torch.from_numpy(truth)) if truth is not None else float("nan")
+        row["IoU with true mask"] = mask_iou(heat, truth) if truth is not None else float("nan")
         row["true half-time inside"], row["true half-time outside"] = (half_times(change, truth) if truth is not None
                                                                        and 0 < truth.mean() < 1 else (float("nan"),) * 2)
     return row
@@ -342,7 +343,7 @@ table.drop(columns="seed").round(3)
 # The paper reports no numbers, so each row sets its qualitative reading beside the measurement
 # made here. The toy model's numbers speak for the toy model only: whether Stable Diffusion 2.1
 # behaves the same is settled by running the paper preset (SD 2.1, 768 × 768, 50 steps, the
-# paper's prompt) with `python -m sdprobe.runs batch --notebooks 01 --presets paper` on a GPU,
+# paper's prompt) with `python -m sdprobe.book.runs batch --notebooks 01 --presets paper` on a GPU,
 # ideally with a larger `repeats`. On a real model there is no true outline to compare with; an
 # open-vocabulary detector or segmenter would have to supply it.
 #
@@ -408,4 +409,4 @@ if TOY:
                     "ours": f"first in {true_test.wins}/{true_test.total} seeds, mean lead {true_test.lead:+.2f} steps "
                             f"(p = {true_test.p:.3g})" if true_test.total else f"no seed with a {WORD} found",
                     "model": MODEL, "verdict": true_test.verdict + on if true_test.total else f"not testable: no {WORD} drawn"})
-sdprobe.notebook.reproduction_report(rows)
+sdprobe.book.notebook.reproduction_report(rows)

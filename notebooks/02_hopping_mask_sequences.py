@@ -27,7 +27,7 @@
 # The paper claims two effects, both shown with pictures only: later pictures follow their
 # sentence better, because the previous sentence supplies context (its Fig. 5 and 7), and the
 # pictures of a story look more alike (its Fig. 8). This chapter rebuilds the method with
-# `sdprobe.textmask`, draws the masks, reruns the paper's stories, and adds what the paper does
+# `sdprobe.probes.textmask`, draws the masks, reruns the paper's stories, and adds what the paper does
 # not have: numbers, and a control for how much of the likeness the shared starting noise
 # explains on its own.
 
@@ -39,7 +39,7 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run("git clone -q --depth 1 https://github.com/sdprobe/inside-stable-diffusion /content/isd"
-                   " && python /content/isd/lib/sdprobe/colab_setup.py", shell=True, check=True)
+                   " && python /content/isd/lib/sdprobe/book/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/isd/lib")
 
 # %% tags=["parameters"]
@@ -64,7 +64,7 @@ stories = [
 
 # %%
 import sdprobe
-from sdprobe.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
+from sdprobe.book.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
 
 P = check_parameters(globals(), {
     "model": Model(), "device": DEVICE, "dtype": DTYPE, "clip_model": Str(), "seed": Int(0, 2**63 - 1),
@@ -81,10 +81,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from sdprobe import plots
-from sdprobe.metrics import clip_image_similarity, clip_score
-from sdprobe.scorers import load_clip
-from sdprobe.textmask import MASK_KINDS, encode_prompts, generate_per_prompt, mask_figure
+from sdprobe.book import plots
+from sdprobe.analysis.metrics import clip_image_similarity, clip_score
+from sdprobe.analysis.scorers import load_clip
+from sdprobe.book.plots import mask_figure
+from sdprobe.probes.textmask import MASK_KINDS, encode_prompts, generate_per_prompt
 from sdprobe.toy.world import parse_prompt, segment
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
@@ -400,4 +401,4 @@ if colours is not None:
                  "ours": f"{len(targets)} later pictures, first prompt's colour: causal {kept['causal']}, "
                          f"hopping {kept['hopping']}, hopping-code {kept['hopping-code']} (same noise)",
                  "model": MODEL, "verdict": f"hopping {_higher(kept['hopping'], kept['causal'])} than vanilla on this run"})
-sdprobe.notebook.reproduction_report(rows)
+sdprobe.book.notebook.reproduction_report(rows)

@@ -27,7 +27,7 @@
 # a placeholder, and its Attention Assignment Score (AAS) has no formula yet. This chapter makes
 # every step runnable, gives AAS a definition (ours, stated below) and fills Table 1 from our own
 # runs, so the table here is the first one with numbers in it. The library side is
-# `sdprobe.transplant`; this page calls it.
+# `sdprobe.probes.transplant`; this page calls it.
 
 # %%
 # Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
@@ -37,7 +37,7 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run("git clone -q --depth 1 https://github.com/sdprobe/inside-stable-diffusion /content/isd"
-                   " && python /content/isd/lib/sdprobe/colab_setup.py", shell=True, check=True)
+                   " && python /content/isd/lib/sdprobe/book/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/isd/lib")
 
 # %% tags=["parameters"]
@@ -62,7 +62,7 @@ demo_prompt = 0  # which prompt of the set the step-by-step figures use
 
 # %%
 import sdprobe
-from sdprobe.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Str, check_parameters
+from sdprobe.book.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Str, check_parameters
 
 P = check_parameters(globals(), {
     "model": Model(), "clip_model": Str(), "detector": Str(), "device": DEVICE, "dtype": DTYPE,
@@ -80,15 +80,17 @@ import pandas as pd
 import torch
 from PIL import ImageDraw
 
-from sdprobe import plots
-from sdprobe.latents import decode_latents
-from sdprobe.metrics import clip_score, colour_swap_rate, missing_object_rate, placement_iou
+from sdprobe.book import plots
+from sdprobe.models.latents import decode_latents
+from sdprobe.analysis.metrics import clip_score, colour_swap_rate, missing_object_rate, placement_iou
 from sdprobe.progress import progress
-from sdprobe.scorers import load_clip, load_detector
+from sdprobe.analysis.scorers import load_clip, load_detector
 from sdprobe.toy.evaluate import judge
-from sdprobe.transplant import (
-    assignment_pairs, attention_assignment_score, foreground_mask, load_layout_prompts, make_seedlings,
-    positive_share, schedule_length, search_region, shift_channels, transplant,
+from sdprobe.analysis.heatmaps import search_region
+from sdprobe.analysis.metrics import assignment_pairs, attention_assignment_score
+from sdprobe.probes.transplant import (
+    gaussian_box_mask, load_layout_prompts, make_seedlings, positive_share, schedule_length, shift_channels,
+    transplant_seedlings,
 )
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
@@ -147,7 +149,7 @@ before, after = positive_share(z)[0], positive_share(shifted)[0]
 print(f"shift target {P.shift_target}: delta per channel 1, 2 = {[round(float(d), 2) for d in delta[0]]}")
 print("positive share per channel, before:", [round(float(v), 3) for v in before],
       " after:", [round(float(v), 3) for v in after])
-mask = foreground_mask([o.box for o in DEMO.objects], h, w, sigma=P.sigma)
+mask = gaussian_box_mask([o.box for o in DEMO.objects], h, w, sigma=P.sigma)
 plots.image_grid([mask.numpy(), z[0, 1].numpy(), (mask * z[0, 1] + (1 - mask) * shifted[0, 1]).numpy()],
                  ["foreground mask A", "channel 1 of z_T", "channel 1, chroma-key noise"], size=2.2, cmap="RdBu_r",
                  title=f"Fig. 1a — chroma-key noise for the two boxes of the demo prompt ({h} × {w} latent)")
@@ -199,7 +201,7 @@ def generator(offset: int = 0) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(P.seed + offset)
 
 
-planted = {t: transplant(pipe, seeds, prompt=DEMO.prompt, background_prompt=DEMO.background, t_transplant=t,
+planted = {t: transplant_seedlings(pipe, seeds, prompt=DEMO.prompt, background_prompt=DEMO.background, t_transplant=t,
                          seed=P.seed) for t in P.transplant_steps}
 background_only = pipe(DEMO.background, num_inference_steps=P.steps, guidance_scale=P.guidance, generator=generator()).images[0]
 with sdprobe.trace_attention(pipe) as trace:  # kept for the region search of section 4
@@ -244,7 +246,7 @@ fig
 # agrees with that of the noun it belongs to ("square") during generation, so that a wrong
 # colour in the picture can be traced to attention that went astray, but it leaves the formula
 # blank ("still being designed"). **Our definition**, implemented in
-# `sdprobe.transplant.attention_assignment_score`: normalise each map to sum to 1 over the latent
+# `sdprobe.probes.transplant.attention_assignment_score`: normalise each map to sum to 1 over the latent
 # cells, and for every object $k$ and step $s$ take the histogram intersection of the attribute's
 # map $A_k(s)$ and the noun's map $N_k(s)$,
 #
@@ -292,7 +294,7 @@ def generate_batch(layout, condition, seedlings, n, offset):
             first = 0
         else:
             first = P.transplant_steps[CONDITIONS.index(condition)]
-            images = transplant(pipe, seedlings, prompt=layout.prompt, background_prompt=layout.background,
+            images = transplant_seedlings(pipe, seedlings, prompt=layout.prompt, background_prompt=layout.background,
                                 t_transplant=first, num_images=n, seed=P.seed + offset).images
     aas = [attention_assignment_score(assignment_pairs(
         lambda word, step: trace.word_heatmap(word, image=i, step=step), layout.objects, range(first, trace.num_steps)
@@ -395,7 +397,7 @@ plots.image_grid([im for c in CONDITIONS for im in examples[c]],
 # %%
 r_t = {c: table1.loc[c] for c in CONDITIONS}
 plain_row, best = r_t["plain generation"], max(CONDITIONS[:-1], key=lambda c: r_t[c]["IoU"])
-sdprobe.notebook.reproduction_report([
+sdprobe.book.notebook.reproduction_report([
     {"what": "chroma-key shift raises the positive share of channels 1 and 2 by the target",
      "paper": f"TKG-DM rule, target {P.shift_target}",
      "ours": f"share {before[1]:.3f}→{after[1]:.3f}, {before[2]:.3f}→{after[2]:.3f} (delta {float(delta[0, 0]):.2f}, "

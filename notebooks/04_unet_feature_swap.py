@@ -30,7 +30,7 @@
 # Prompt-to-Prompt {cite}`hertz2023p2p` replaces cross-attention maps. Yamada's version is the
 # bluntest and the easiest to probe: whole layer outputs, chosen by name and step.
 #
-# This chapter runs the same three experiments with `sdprobe.swap`, prints the paper's
+# This chapter runs the same three experiments with `sdprobe.probes.swap`, prints the paper's
 # Tables 2–4 beside ours, and makes the paper's by-eye checks into numbers where our toy world
 # can judge them.
 
@@ -42,7 +42,7 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run("git clone -q --depth 1 https://github.com/sdprobe/inside-stable-diffusion /content/isd"
-                   " && python /content/isd/lib/sdprobe/colab_setup.py", shell=True, check=True)
+                   " && python /content/isd/lib/sdprobe/book/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/isd/lib")
 
 # %% tags=["parameters"]
@@ -72,7 +72,7 @@ min_pose_iou = 0.5  # the subject "kept its pose" when its mask overlaps A's by 
 
 # %%
 import sdprobe
-from sdprobe.notebook import (DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, ParameterError, Size, Str,
+from sdprobe.book.notebook import (DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, ParameterError, Size, Str,
                               check_parameters)
 
 P = check_parameters(globals(), {
@@ -101,12 +101,12 @@ import pandas as pd
 import torch
 import yaml
 
-from sdprobe import plots
-from sdprobe.consistency import foreground_mask, judge_edit, keep_region
-from sdprobe.layers import resolve_layers, text_layers
-from sdprobe.metrics import background_mse
+from sdprobe.book import plots
+from sdprobe.analysis.consistency import foreground_mask, judge_edit, keep_region
+from sdprobe.models.layers import resolve_layers, text_layers
+from sdprobe.analysis.metrics import background_mse
 from sdprobe.paths import DATA_DIR
-from sdprobe.swap import record_features, swap_features
+from sdprobe.probes.swap import record_features, swap_features
 from sdprobe.toy.world import PALETTE, parse_prompt
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
@@ -144,7 +144,7 @@ pd.DataFrame(
 # steps instead of 50, and the paper's step ranges are scaled with them: its steps 15, 20 and 25
 # of 50 are our 3, 4 and 5 of 10. The paper preset restores everything (`data/presets/04_unet_feature_swap/paper.yaml`).
 #
-# **Step numbering.** The paper counts steps from 1; `sdprobe.swap` counts scheduler steps
+# **Step numbering.** The paper counts steps from 1; `sdprobe.probes.swap` counts scheduler steps
 # from 0, so "steps 1–20" is `range(0, 20)` and "after step 20" is `range(20, 50)`. Both
 # classifier-free-guidance halves are swapped, each from its own saved half.
 #
@@ -179,7 +179,7 @@ plots.image_grid([image_a, plain_pre, plain_b], [f"A: {P.prompt}", f"{P.prelimin
 
 # %% [markdown]
 # To judge images without a person looking, we use the toy world's own segmentation (on real
-# images the paper's choice, rembg {cite}`gatis_rembg`, through `sdprobe.consistency`). For each
+# images the paper's choice, rembg {cite}`gatis_rembg`, through `sdprobe.analysis.consistency`). For each
 # image the largest palette-coloured object is the subject; it "kept its pose" when its mask
 # overlaps A's subject with IoU ≥ `min_pose_iou`, and "took the edit" when it shows the colour
 # the edited prompt asks for. These are the two points the paper checks
@@ -423,7 +423,7 @@ summary
 # Toy numbers are toy numbers: the toy model draws flat shapes on textured grounds at 128 × 128,
 # so its background MSE has neither the paper's scale nor its content, and only orderings can be
 # compared. To test the claims themselves, run the paper preset
-# (`python -m sdprobe.runs batch --notebooks 04 --presets paper`): waifu-diffusion, 50 steps at
+# (`python -m sdprobe.book.runs batch --notebooks 04 --presets paper`): waifu-diffusion, 50 steps at
 # 640 × 896, the paper's prompts, all 64 subsets and thresholds 0.01–1.00, with
 # `foreground="rembg"` (install `rembg[cpu]` and place `u2net.onnx` in `~/.u2net/` or
 # `$U2NET_HOME` first: nothing is downloaded). It needs a GPU: about 250 generations, and a store
@@ -444,7 +444,7 @@ def verdict(text: str, *needs: str) -> str:
     """``text`` unless an experiment it rests on produced no image that passed the judge."""
     missing = [k for k in needs if k in untested]
     return f"not testable here: the judge passed no image of {', '.join(missing)}" if missing else text
-sdprobe.notebook.reproduction_report([
+sdprobe.book.notebook.reproduction_report([
     {"what": "one changed phrase changes the composition (Fig. 2)",
      "paper": "the hands move when only the eye colour changes",
      "ours": f"subject IoU with A without swap: {baseline.loc['preliminary, no swap', 'pose IoU']:.2f} (preliminary), "

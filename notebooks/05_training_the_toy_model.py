@@ -35,7 +35,7 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run("git clone -q --depth 1 https://github.com/sdprobe/inside-stable-diffusion /content/isd"
-                   " && python /content/isd/lib/sdprobe/colab_setup.py", shell=True, check=True)
+                   " && python /content/isd/lib/sdprobe/book/colab_setup.py", shell=True, check=True)
     sys.path.insert(0, "/content/isd/lib")
 
 # %% tags=["parameters"]
@@ -49,7 +49,7 @@ judged_images = 4  # images per scene kind judged live (the model card: 128)
 
 # %%
 import sdprobe
-from sdprobe.notebook import Int, Model, check_parameters
+from sdprobe.book.notebook import Int, Model, check_parameters
 
 P = check_parameters(globals(), {
     "model": Model(), "seed": Int(0, 2**31 - 1), "world_samples": Int(1, 64), "vae_steps": Int(1, 100_000),
@@ -66,7 +66,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from sdprobe import plots
+from sdprobe.book import plots
 from sdprobe.paths import MODELS_DIR
 from sdprobe.toy import train
 from sdprobe.toy.card import bars_table, learning_curves, loss_curves
@@ -270,7 +270,7 @@ plots.image_grid(shown, titles, cols=P.judged_images, size=2.0, title=f"Fig. 6 â
 # The gates and targets the book set for its toy model, and what the shipped model reached.
 
 # %%
-sdprobe.notebook.reproduction_report([
+sdprobe.book.notebook.reproduction_report([
     {"what": row["what"], "paper": f"{row['kind']} {row['bar']}",
      "ours": f"{row['measured']} (95 % interval {row['95 % interval']}, n = {row['n']})", "model": "toy",
      "verdict": "met" if row["met"] == "yes" else "not met"}

@@ -1,4 +1,4 @@
-"""sdprobe.attention: cross-attention capture and DAAM heat maps, on the tiny random families."""
+"""sdprobe.probes.attention: cross-attention capture and DAAM heat maps, on the tiny random families."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from diffusers.models.attention_processor import Attention
 from matplotlib.figure import Figure
 
 import sdprobe
-from sdprobe.attention import (
+from sdprobe.probes.attention import (
     AttentionTrace,
     CrossAttentionRecorder,
     PromptTooLongError,
@@ -20,8 +20,11 @@ from sdprobe.attention import (
     cross_attention_sites,
     trace_attention,
 )
-from sdprobe.heatmaps import heatmap_mask, mask_iou, normalize_heatmap, overlay_figure, pearson, resize_heatmap
-from sdprobe.layers import UnknownLayerError
+from sdprobe.probes.hooks import SecondCallError
+from sdprobe.analysis.heatmaps import heatmap_mask, normalize_heatmap, resize_heatmap
+from sdprobe.analysis.metrics import mask_iou, pearson_r
+from sdprobe.book.plots import overlay_figure
+from sdprobe.models.layers import UnknownLayerError
 from sdprobe.paths import CONFIGS_DIR, MODELS_DIR
 
 PROMPT = "a dog runs across the field"
@@ -120,16 +123,21 @@ def test_steps_are_unet_calls_numbered_from_zero(pipes, scheduler, calls):
         trace.word_heatmap("dog", step=calls)
 
 
-def test_a_new_pipeline_call_replaces_the_previous_one(pipes):
+def test_a_second_pipeline_call_is_refused_unless_several_are_asked_for(pipes):
     pipe = pipes("random:sd1-tiny")
     with trace_attention(pipe) as alone:
         generate(pipe, "a red fox", seed=1)
-    with trace_attention(pipe) as trace:
+    with pytest.raises(SecondCallError, match="records one pipeline call"):
+        with trace_attention(pipe):
+            generate(pipe, seed=0)
+            generate(pipe, "a red fox", seed=1)
+    with trace_attention(pipe, several=True) as traces:
         generate(pipe, seed=0)
         generate(pipe, "a red fox", seed=1)
-    assert trace.words() == ["a", "red", "fox"]
-    assert torch.equal(trace.word_heatmap("fox"), alone.word_heatmap("fox"))
-    assert torch.equal(trace.word_heatmap("fox", step=2), alone.word_heatmap("fox", step=2))
+    assert len(traces) == 2 and traces[1].words() == ["a", "red", "fox"]
+    assert torch.equal(traces[1].word_heatmap("fox"), alone.word_heatmap("fox"))
+    assert torch.equal(traces[1].word_heatmap("fox", step=2), alone.word_heatmap("fox", step=2))
+    assert traces[0].words() != traces[1].words()
 
 
 def test_same_parameters_give_the_same_maps(pipes):
@@ -162,7 +170,7 @@ def test_word_maps_agree_with_daam_on_the_same_pipeline(pipes, model):
     for word in words:
         ours = trace.word_heatmap(word, size=(side, side))
         theirs = reference.compute_word_heat_map(word).value.float()
-        assert pearson(ours, theirs) >= 0.99, word  # the issue's criterion
+        assert pearson_r(ours, theirs) >= 0.99, word  # the issue's criterion
         assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-7), word  # fp32 on the CPU: rounding only
 
 

@@ -1,4 +1,4 @@
-"""sdprobe.change: per-step change maps and how they split over a region."""
+"""sdprobe.analysis.change: per-step change maps and how they split over a region."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from sdprobe.change import change_maps, concentration, cumulative_change, half_times, region_share, trajectory_frames
-from sdprobe.trajectory import record_trajectory
+from sdprobe.analysis.change import change_maps, concentration, cumulative_change, half_times, region_share, trajectory_frames
+from sdprobe.probes.trajectory import record_trajectory
 
 from conftest import TINY_FAMILIES, generator
 

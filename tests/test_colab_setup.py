@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sdprobe.colab_setup import requirements
+from sdprobe.book.colab_setup import requirements
 
 
 def test_colab_requirements_are_the_project_dependencies_without_torch():

@@ -1,14 +1,14 @@
-"""sdprobe.consistency: foregrounds, keep-regions and the judge of a one-colour edit, on toy scenes."""
+"""sdprobe.analysis.consistency: foregrounds, keep-regions and the judge of a one-colour edit, on toy scenes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sdprobe.consistency import (
+from sdprobe.analysis.consistency import (
     ForegroundUnavailableError, foreground_mask, judge_edit, keep_region, rembg_model_path,
 )
-from sdprobe.metrics import background_mse
+from sdprobe.analysis.metrics import background_mse
 from sdprobe.toy.world import edit_scene, make_scene
 
 

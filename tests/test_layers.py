@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from sdprobe.layers import UnknownLayerError, canonical_name, layer_map, resolve_layers, text_layers
+from sdprobe.models.layers import UnknownLayerError, canonical_name, layer_map, resolve_layers, text_layers
 from sdprobe.paths import CONFIGS_DIR
 
 SD1_TEXT_LAYERS = ["IN1", "IN2", "IN4", "IN5", "IN7", "IN8", "MID",

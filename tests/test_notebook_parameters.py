@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sdprobe.notebook import (
+from sdprobe.book.notebook import (
     REPORT_KEY, Bool, Choice, Float, Int, ListOf, Model, ParameterError, Size, Str, check_parameters,
     reproduction_report,
 )

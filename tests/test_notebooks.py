@@ -9,7 +9,7 @@ import nbformat
 import pytest
 import yaml
 
-from sdprobe.notebook import declared_parameters
+from sdprobe.book.notebook import declared_parameters
 from sdprobe.paths import NOTEBOOKS_DIR, PRESETS_DIR
 
 SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
@@ -32,7 +32,7 @@ def test_py_and_ipynb_are_in_sync(source):
     assert "injected-parameters" not in str(cell_contents(executed)), "committed outputs ran with injected parameters"
     assert cell_contents(executed) == cell_contents(jupytext.read(source)), (
         f"{source.name} and {paired.name} differ: re-execute with "
-        f"`python -m sdprobe.runs book --notebooks {source.stem[:2]}`")
+        f"`python -m sdprobe.book.runs book --notebooks {source.stem[:2]}`")
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)

@@ -7,7 +7,7 @@ import textwrap
 import nbformat
 import pytest
 
-from sdprobe.runs import (
+from sdprobe.book.runs import (
     BatchLockedError, NotebookRunError, SelectionError, batch_lock, execute_notebook, expand_grid, failed_path,
     load_preset, main, parse_grid, plan_batch, read_report_rows, run_batch, run_name, select_notebooks,
 )
@@ -18,7 +18,7 @@ DEMO = textwrap.dedent('''\
     fail = False
 
     # %%
-    import sdprobe.notebook as nb
+    import sdprobe.book.notebook as nb
     P = nb.check_parameters(globals(), {"value": nb.Int(0, 100), "fail": nb.Bool()})
 
     # %%

@@ -1,4 +1,4 @@
-"""sdprobe.scorers: loading the CLIP and the detector that score generated images."""
+"""sdprobe.analysis.scorers: loading the CLIP and the detector that score generated images."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from sdprobe import metrics, scorers
-from sdprobe.models import ModelNotAvailableError, stand_in_tokenizer
+from sdprobe.analysis import metrics, scorers
+from sdprobe.models import ModelNotAvailableError
+from sdprobe.models.loading import stand_in_tokenizer
 from sdprobe.toy.world import make_scene
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdprobe.stats import binomial_ci, bootstrap_ci, rate
+from sdprobe.analysis.stats import binomial_ci, bootstrap_ci, rate
 
 
 def test_binomial_ci_matches_clopper_pearson_values():

@@ -1,4 +1,4 @@
-"""sdprobe.swap: recording U-Net features in run A and swapping them into run B."""
+"""sdprobe.probes.swap: recording U-Net features in run A and swapping them into run B."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import sdprobe
-from sdprobe.hooks import SecondCallError
-from sdprobe.layers import UnknownLayerError, layer_map
+from sdprobe.probes.hooks import SecondCallError
+from sdprobe.models.layers import UnknownLayerError, layer_map
 from sdprobe.paths import CONFIGS_DIR
-from sdprobe.swap import FeatureStore, StoreMismatchError, estimate_store_nbytes, record_features, swap_features
+from sdprobe.probes.swap import FeatureStore, StoreMismatchError, estimate_store_nbytes, record_features, swap_features
 
 FAMILIES = ["random:sd1-tiny", "random:sd2-tiny", "random:sdxl-tiny"]
 STEPS = 3
@@ -70,7 +70,7 @@ def test_swapping_out11_text_module_reproduces_run_a_for_sd1_and_sd2(pipes, mode
     pipe = pipes[model]
     with record_features(pipe, ["OUT11"]) as store:
         a = generate(pipe, PROMPT_A)
-    with swap_features(pipe, store, ["OUT11"], steps=range(STEPS)):
+    with swap_features(pipe, store, ["OUT11"], steps=range(store.num_steps)):
         b = generate(pipe, PROMPT_B)
     assert torch.equal(b, a)
 
@@ -101,8 +101,11 @@ def test_same_parameters_give_identical_swapped_runs_also_within_one_block(sd1):
         generate(sd1, PROMPT_A)
     with swap_features(sd1, store, threshold=0.5, steps=[1, 2]):
         first = generate(sd1, PROMPT_B)
-    with swap_features(sd1, store, threshold=0.5, steps=[1, 2]):  # two generations in one block
+    with swap_features(sd1, store, threshold=0.5, steps=[1, 2], several=True):  # two generations in one block
         second, third = generate(sd1, PROMPT_B), generate(sd1, PROMPT_B)
+    with pytest.raises(SecondCallError, match="several=True"):
+        with swap_features(sd1, store, threshold=0.5, steps=[1, 2]):
+            generate(sd1, PROMPT_B), generate(sd1, PROMPT_B)
     assert torch.equal(first, second) and torch.equal(first, third)
 
 
@@ -237,7 +240,8 @@ def test_unknown_layer_lists_the_valid_names(sd1):
 
 
 def test_steps_outside_the_schedule_are_refused(sd1):
-    with pytest.raises(ValueError, match=rf"outside the schedule.*{STEPS} scheduler steps, numbered 0-{STEPS - 1}"):
+    # PNDM calls the U-Net once more than its steps: 3 steps are U-Net calls 0-3
+    with pytest.raises(ValueError, match=rf"outside the schedule.*{STEPS + 1} steps, numbered 0-{STEPS}"):
         with record_features(sd1, ["OUT3"], steps=[1, 7]):
             generate(sd1, PROMPT_A)
     with pytest.raises(ValueError, match="non-negative integers"):
@@ -265,7 +269,7 @@ def test_region_of_the_wrong_shape_is_refused(sd1):
     with pytest.raises(ValueError, match="boolean grid"):
         with swap_features(sd1, store, region=[[0.5, 1.0], [0.0, 1.0]]):
             pass
-    with pytest.raises(ValueError, match="positive number"):
+    with pytest.raises(ValueError, match="positive finite number"):
         with swap_features(sd1, store, threshold=-1.0):
             pass
 
@@ -284,7 +288,7 @@ def test_store_from_another_model_is_refused(pipes):
     [
         ({"height": 64, "width": 64}, "recorded with U-Net input"),
         ({"guidance_scale": 1.0}, "recorded with U-Net input"),
-        ({"steps": 2}, "schedule differs"),
+        ({"steps": 2}, "the recorded run had timestep"),
     ],
 )
 def test_store_recorded_with_other_sizes_is_refused_and_hooks_are_removed(sd1, change, message):
@@ -322,7 +326,7 @@ def test_hooks_are_removed_after_an_exception(sd1):
         generate(sd1, PROMPT_A)
     with pytest.raises(RuntimeError, match="boom"):
         with swap_features(sd1, store):
-            assert hook_count(sd1) == 2  # the step clock and OUT11
+            assert hook_count(sd1) == 3  # the step clock, the swap's step check and OUT11
             raise RuntimeError("boom")
     with pytest.raises(RuntimeError, match="boom"):
         with record_features(sd1, ["OUT3", "OUT4"]):

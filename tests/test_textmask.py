@@ -1,4 +1,4 @@
-"""sdprobe.textmask: several prompts through one CLIP pass under causal / hopping / hopping-code."""
+"""sdprobe.probes.textmask: several prompts through one CLIP pass under causal / hopping / hopping-code."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from matplotlib.figure import Figure
 
 import sdprobe
-from sdprobe.textmask import (
+from sdprobe.probes.textmask import (
     MASK_KINDS,
     PromptLayout,
     PromptTooLongError,
@@ -15,9 +15,10 @@ from sdprobe.textmask import (
     build_mask,
     encode_prompts,
     generate_per_prompt,
-    mask_figure,
     prompt_layout,
 )
+
+from sdprobe.book.plots import mask_figure
 
 from conftest import TINY_FAMILIES
 

@@ -51,7 +51,7 @@ def test_toy_unet_has_the_sixteen_text_layers_of_sd1(toy):
 
 
 def test_toy_latents_have_about_unit_scale(toy):
-    from sdprobe.latents import encode_images
+    from sdprobe.models.latents import encode_images
     from sdprobe.toy.world import sample_scene
 
     z = encode_images(toy, [sample_scene(900_000 + i).image() for i in range(8)])
@@ -60,7 +60,7 @@ def test_toy_latents_have_about_unit_scale(toy):
 
 
 def test_toy_vae_brings_back_every_object_in_its_shape_and_colour(toy):
-    from sdprobe.latents import decode_latents, encode_images
+    from sdprobe.models.latents import decode_latents, encode_images
     from sdprobe.toy.evaluate import judge
     from sdprobe.toy.world import sample_scene
 

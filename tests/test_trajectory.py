@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from sdprobe.hooks import SecondCallError
+from sdprobe.probes.hooks import SecondCallError
 from sdprobe.models import SCHEDULERS, load_pipeline
-from sdprobe.trajectory import predict_x0, record_trajectory, trajectory_gap
+from sdprobe.probes.trajectory import predict_x0, record_trajectory, trajectory_gap
 
 from conftest import TINY_FAMILIES, generator
 

@@ -1,4 +1,4 @@
-"""sdprobe.transplant: chroma-key noise, seedlings, the transplant, region search and AAS."""
+"""sdprobe.probes.transplant: chroma-key noise, seedlings, the transplant, region search and AAS."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import sdprobe
-from sdprobe import transplant as tp
-from sdprobe.transplant import Box, PlacedObject
+from sdprobe.analysis import heatmaps, metrics
+from sdprobe.probes import transplant as tp
+from sdprobe.probes.transplant import seedlings as seedlings_module
+from sdprobe.probes.transplant import Box, PlacedObject
 
 STEPS = 6
 PROMPT = "a red car and a white sheep"
@@ -72,14 +74,14 @@ def test_default_shift_target_follows_the_family():
 
 def test_foreground_mask_of_the_full_image_is_tkg_dms_gaussian():
     h = w = 16
-    mask = tp.foreground_mask([(0, 0, 1, 1)], h, w)
+    mask = tp.gaussian_box_mask([(0, 0, 1, 1)], h, w)
     c = (torch.arange(h) + 0.5) / h * 2 - 1
     expected = torch.exp(-(c[:, None] ** 2 + c[None, :] ** 2) / (2 * 0.5**2))
     assert torch.allclose(mask, expected, atol=1e-6)
 
 
 def test_foreground_mask_peaks_inside_each_box():
-    mask = tp.foreground_mask([b.box for b in OBJECTS], 16, 16)
+    mask = tp.gaussian_box_mask([b.box for b in OBJECTS], 16, 16)
     assert mask[8, 4] > 0.9 and mask[8, 12] > 0.9
     assert mask[0, 8] < 0.1 and mask[15, 0] < 0.1
 
@@ -130,11 +132,11 @@ def test_make_seedlings_rejects_a_box_below_one_latent_cell(pipe):
 def test_transplant_rejects_t_transplant_outside_the_schedule_and_missing_words(pipe, seedlings):
     length = tp.schedule_length(pipe, STEPS)
     with pytest.raises(ValueError, match=rf"t_transplant={length} is outside the schedule"):
-        tp.transplant(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=length)
+        tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=length)
     with pytest.raises(ValueError, match="t_transplant=-1 is outside"):
-        tp.transplant(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=-1)
+        tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=-1)
     with pytest.raises(ValueError, match="'sheep' is not in the full prompt"):
-        tp.transplant(pipe, seedlings, prompt="a red car and a dog", background_prompt="a field", t_transplant=2)
+        tp.transplant_seedlings(pipe, seedlings, prompt="a red car and a dog", background_prompt="a field", t_transplant=2)
 
 
 # ----------------------------------------------------------------------------- seedlings
@@ -182,7 +184,7 @@ def test_paste_seedlings_overwrites_exactly_the_box_regions():
 
 def test_transplant_midway_plants_seedlings_into_the_background_run(pipe, seedlings):
     t = 2
-    res = tp.transplant(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
+    res = tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
                         t_transplant=t, num_images=2, seed=5, output_type="latent")
     assert res.images.shape == (2, 4, 16, 16)
     background = _run_latents(pipe, res.noise, ["a green field"] * 2)[t - 1]
@@ -196,23 +198,23 @@ def test_transplant_switches_to_the_full_prompt_after_planting(pipe, seedlings):
     hook = pipe.unet.register_forward_pre_hook(
         lambda m, args, kwargs: seen.append(kwargs["encoder_hidden_states"].detach().clone()), with_kwargs=True)
     try:
-        tp.transplant(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
+        tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
                       t_transplant=2, output_type="latent")
     finally:
         hook.remove()
-    bg = tp._loop_embeds(pipe, tp._encode(pipe, ["a green field"], None, 5.0), 5.0)["prompt_embeds"]
-    full = tp._loop_embeds(pipe, tp._encode(pipe, [PROMPT], None, 5.0), 5.0)["prompt_embeds"]
+    bg = seedlings_module._loop_embeds(pipe, seedlings_module._encode(pipe, ["a green field"], None, 5.0), 5.0)["prompt_embeds"]
+    full = seedlings_module._loop_embeds(pipe, seedlings_module._encode(pipe, [PROMPT], None, 5.0), 5.0)["prompt_embeds"]
     assert all(torch.equal(e, bg) for e in seen[:2])
     assert all(torch.equal(e, full) for e in seen[2:]) and len(seen) > 2
 
 
 def test_transplant_at_zero_rescales_seedlings_into_the_starting_noise(pipe, seedlings):
-    res = tp.transplant(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
+    res = tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
                         t_transplant=0, num_images=2, seed=5, output_type="latent")
     ratio = res.noise.flatten(1).std(dim=1)[:, None] / seedlings.latents.flatten(1).std(dim=1)[None, :]
     want = tp.paste_seedlings(res.noise, seedlings.latents, [o.box for o in OBJECTS], scale=ratio)
     assert torch.equal(res.planted, want)
-    again = tp.transplant(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
+    again = tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a green field",
                           t_transplant=0, num_images=2, seed=5, output_type="latent")
     assert torch.equal(again.images, res.images)
 
@@ -221,7 +223,7 @@ def test_transplant_at_zero_rescales_seedlings_into_the_starting_noise(pipe, see
 
 
 def test_box_kernel_is_high_in_the_centre_and_negative_at_the_border():
-    k = tp.box_kernel(6, 8)
+    k = heatmaps.box_kernel(6, 8)
     assert k.shape == (6, 8)
     assert k[2:4, 3:5].min() > 0.5
     assert k[0].max() < 0 and k[:, 0].max() < 0
@@ -233,21 +235,21 @@ def test_region_search_finds_a_planted_blob():
     heat = 0.1 * torch.rand(32, 32, generator=g)
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     heat += torch.exp(-((yy - 20) ** 2 + (xx - 9) ** 2) / (2 * 3.0**2))  # blob centred at row 20, col 9
-    box = tp.search_region(heat, (0.25, 0.25))
+    box = heatmaps.search_region(heat, (0.25, 0.25))
     assert (box.width, box.height) == (0.25, 0.25)
     cx, cy = (box.x0 + box.x1) / 2 * 32, (box.y0 + box.y1) / 2 * 32
     assert abs(cx - 9.5) <= 1 and abs(cy - 20.5) <= 1
     per_step = torch.stack([heat, heat, torch.zeros(32, 32)])  # [steps, h, w] averages first
-    assert tp.search_region(per_step, Box(0, 0, 0.25, 0.25)) == box
+    assert heatmaps.search_region(per_step, Box(0, 0, 0.25, 0.25)) == box
 
 
 def test_region_search_errors():
     with pytest.raises(ValueError, match="smaller than one cell"):
-        tp.search_region(torch.rand(8, 8), (0.05, 0.5))
+        heatmaps.search_region(torch.rand(8, 8), (0.05, 0.5))
     with pytest.raises(ValueError, match=r"\[h, w\] or \[steps, h, w\]"):
-        tp.search_region(torch.rand(8), (0.5, 0.5))
+        heatmaps.search_region(torch.rand(8), (0.5, 0.5))
     with pytest.raises(ValueError, match="NaN"):
-        tp.search_region(torch.full((8, 8), math.nan), (0.5, 0.5))
+        heatmaps.search_region(torch.full((8, 8), math.nan), (0.5, 0.5))
 
 
 # ----------------------------------------------------------------------------- AAS
@@ -261,16 +263,16 @@ def _blob(r, c, size=16):
 
 def test_aas_of_identical_maps_is_one_and_of_disjoint_maps_zero():
     a = _blob(2, 2)
-    assert tp.attention_assignment_score([(a, a)]).score == pytest.approx(1.0)
-    assert tp.attention_assignment_score([(a, 5 * a)]).score == pytest.approx(1.0)  # scale-free
-    assert tp.attention_assignment_score([(a, _blob(10, 10))]).score == 0.0
+    assert metrics.attention_assignment_score([(a, a)]).score == pytest.approx(1.0)
+    assert metrics.attention_assignment_score([(a, 5 * a)]).score == pytest.approx(1.0)  # scale-free
+    assert metrics.attention_assignment_score([(a, _blob(10, 10))]).score == 0.0
 
 
 def test_aas_averages_over_steps_and_pairs():
     a, b = _blob(2, 2), _blob(10, 10)
     steps = torch.stack([a, a, a, a])
     nouns = torch.stack([a, a, b, b])
-    res = tp.attention_assignment_score([(steps, nouns), (torch.stack([b] * 4), torch.stack([b] * 4))])
+    res = metrics.attention_assignment_score([(steps, nouns), (torch.stack([b] * 4), torch.stack([b] * 4))])
     assert res.per_step.shape == (2, 4)
     assert res.per_pair.tolist() == pytest.approx([0.5, 1.0])
     assert res.score == pytest.approx(0.75)
@@ -278,21 +280,21 @@ def test_aas_averages_over_steps_and_pairs():
 
 def test_aas_margin_is_negative_when_the_attribute_sits_on_the_other_noun():
     car, sheep = _blob(2, 2), _blob(10, 10)
-    swapped = tp.attention_assignment_score([(sheep, car), (car, sheep)])
-    bound = tp.attention_assignment_score([(car, car), (sheep, sheep)])
+    swapped = metrics.attention_assignment_score([(sheep, car), (car, sheep)])
+    bound = metrics.attention_assignment_score([(car, car), (sheep, sheep)])
     assert swapped.score == 0.0 and (swapped.margin == -1).all()
     assert bound.score == 1.0 and (bound.margin == 1).all()
-    assert math.isnan(tp.attention_assignment_score([(car, car)]).margin[0])
+    assert math.isnan(metrics.attention_assignment_score([(car, car)]).margin[0])
 
 
 def test_aas_zero_attention_scores_zero_and_bad_maps_are_rejected():
-    assert tp.attention_assignment_score([(torch.zeros(8, 8), torch.ones(8, 8))]).score == 0.0
+    assert metrics.attention_assignment_score([(torch.zeros(8, 8), torch.ones(8, 8))]).score == 0.0
     with pytest.raises(ValueError, match="non-negative"):
-        tp.attention_assignment_score([(-torch.ones(8, 8), torch.ones(8, 8))])
+        metrics.attention_assignment_score([(-torch.ones(8, 8), torch.ones(8, 8))])
     with pytest.raises(ValueError, match="share one"):
-        tp.attention_assignment_score([(torch.ones(8, 8), torch.ones(4, 4))])
+        metrics.attention_assignment_score([(torch.ones(8, 8), torch.ones(4, 4))])
     with pytest.raises(ValueError, match="at least one"):
-        tp.attention_assignment_score([])
+        metrics.attention_assignment_score([])
 
 
 # ----------------------------------------------------------------------------- the shipped prompts
@@ -362,9 +364,36 @@ def test_assignment_pairs_stacks_a_heatmap_callable_over_steps():
 
     objs = [PlacedObject("a red car", (0, 0, 0.5, 0.5), attribute="red"),
             PlacedObject("a white sheep", (0.5, 0.5, 1, 1), attribute="white")]
-    pairs = tp.assignment_pairs(heatmap, objs, steps=[0, 3])
+    pairs = metrics.assignment_pairs(heatmap, objs, steps=[0, 3])
     assert pairs[0][0].shape == (2, 16, 16) and ("sheep", 3) in asked
-    res = tp.attention_assignment_score(pairs)
+    res = metrics.attention_assignment_score(pairs)
     assert res.per_pair.tolist() == pytest.approx([1.0, 0.0]) and res.margin[1] == -1
     with pytest.raises(ValueError, match="no attribute word"):
-        tp.assignment_pairs(heatmap, OBJECTS, steps=[0])
+        metrics.assignment_pairs(heatmap, OBJECTS, steps=[0])
+
+
+def test_seedlings_from_another_model_or_schedule_are_refused():
+    from sdprobe.models import load_pipeline
+
+    pipe = load_pipeline("random:sd1-tiny", scheduler="ddim")
+    seeds = tp.make_seedlings(pipe, OBJECTS, t_crop=1, num_inference_steps=3)
+    other = load_pipeline("random:sd2-tiny", scheduler="ddim")
+    with pytest.raises(ValueError, match="grew under another model"):
+        tp.transplant_seedlings(other, seeds, prompt=PROMPT, background_prompt="a field", t_transplant=0)
+    euler = load_pipeline("random:sd1-tiny", scheduler="euler")
+    with pytest.raises(ValueError, match="grew under another scheduler"):
+        tp.transplant_seedlings(euler, seeds, prompt=PROMPT, background_prompt="a field", t_transplant=0)
+
+
+def test_the_interrupt_flag_stops_a_run_and_is_cleared_afterwards():
+    """diffusers' documented early stop (pipe._interrupt): a test that fails if diffusers changes it."""
+    from sdprobe.models import load_pipeline
+    from sdprobe.probes.hooks import execution_device, stop_after
+
+    pipe = load_pipeline("random:sd1-tiny", scheduler="ddim")
+    seen = []
+    with stop_after(pipe, 2) as stop:
+        pipe("a dog", num_inference_steps=5, height=64, width=64, output_type="latent",
+             callback_on_step_end=lambda p, i, t, kw: (seen.append(i), stop(p, i, t, kw))[1])
+    assert seen == [0, 1] and pipe.interrupt is False
+    assert execution_device(pipe) == pipe.device

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..paths import MODELS_DIR
-from . import architecture as arch
-from .evaluate import GATES, TARGETS, bars_met, measured
-from .world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, WORLD_VERSION
+from sdprobe.paths import MODELS_DIR
+from sdprobe.toy import architecture as arch
+from sdprobe.toy.evaluate import GATES, TARGETS, bars_met, measured
+from sdprobe.toy.world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, WORLD_VERSION
 
 __all__ = ["BAR_NAMES", "bars_table", "learning_curves", "loss_curves", "write_card"]
 
@@ -82,7 +82,7 @@ def _stage_marks(ax, rows: list[dict]) -> None:
 
 def learning_curves(log: dict, *, title: str = "Judged at milestones (EMA weights, 32–64 validation prompts per kind)"):
     """The milestone judgements over training: share correct per scene kind, and of backgrounds."""
-    from ..plots import line_plot
+    from sdprobe.book.plots import line_plot
 
     rows = [r for r in log.get("milestones", []) if r["weights"] == "ema"]
     series = {"one object": [r["single"] for r in rows], "two objects": [r["pair"] for r in rows],
@@ -100,7 +100,7 @@ def learning_curves(log: dict, *, title: str = "Judged at milestones (EMA weight
 
 def loss_curves(log: dict):
     """The training losses of every stage, one panel each, on log scales."""
-    from ..plots import new_figure
+    from sdprobe.book.plots import new_figure
 
     panels = [("vae", "l1", "VAE: weighted L1"), ("unet", "loss", "U-Net: Min-SNR noise loss"),
               ("unet", "grounding", "U-Net: grounding loss"), ("clip", "loss", "CLIP: contrastive loss")]
@@ -160,7 +160,7 @@ def _recipe_lines(recipe: dict, timings: list[dict]) -> list[str]:
 
 def write_card(folder: Path = MODELS_DIR / "toy") -> Path:
     """Compose the model card from the folder's artefacts; return its path."""
-    from ..models import load_pipeline
+    from sdprobe.models import load_pipeline
 
     pipe = load_pipeline("toy", device="cpu")
     log = _read_json(folder / "training_log.json", {})

@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..attention import trace_attention
-from ..heatmaps import DEFAULT_THRESHOLD
-from ..metrics import ImageJudgement, mask_iou
-from ..progress import progress
-from ..stats import bootstrap_ci, rate
-from .world import Detection, Scene, background_of, parse_prompt, sample_scene, segment
+from sdprobe.probes.attention import trace_attention
+from sdprobe.analysis.heatmaps import DEFAULT_THRESHOLD
+from sdprobe.analysis.metrics import ImageJudgement, mask_iou
+from sdprobe.progress import progress
+from sdprobe.analysis.stats import bootstrap_ci, rate
+from sdprobe.toy.world import Detection, Scene, background_of, parse_prompt, sample_scene, segment
 
 __all__ = ["EVAL_SEEDS_FROM", "GATES", "KINDS", "TARGETS", "Verdict", "bars_met", "evaluate", "evaluation_prompts",
            "evaluation_scenes", "generate", "judge", "judge_images", "measured", "vae_roundtrip"]
@@ -130,7 +130,7 @@ def generate(pipe, prompts: Sequence[str], *, steps: int = 20, guidance: float =
     """Draw ``prompts`` in batches, image ``i`` from the generator seeded ``seed + i``.
 
     Yields ``(first index, images, trace)`` per batch; ``trace`` is the batch's
-    :class:`~sdprobe.attention.AttentionTrace` (``trace=True``) or ``None``.
+    :class:`~sdprobe.probes.attention.AttentionTrace` (``trace=True``) or ``None``.
     """
     starts = range(0, len(prompts), batch)
     for i in (progress(starts, desc=desc) if desc else starts):
@@ -202,7 +202,7 @@ def vae_roundtrip(pipe, n: int = 128, *, batch: int = 16) -> dict:
     """How much of a scene survives the VAE alone: encode and decode ``n`` held-out scenes of
     every kind and judge the reconstructions against their captions (an upper bound for what the
     U-Net can be judged to draw)."""
-    from ..latents import decode_latents, encode_images
+    from sdprobe.models.latents import decode_latents, encode_images
 
     scenes = [scene for kind in KINDS for scene in evaluation_scenes(kind, n)]
     verdicts = []
@@ -226,8 +226,8 @@ def _heatmap_iou(trace, image: int, picture: Image.Image, prompt: str, threshold
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..models import load_pipeline
-    from ..paths import MODELS_DIR
+    from sdprobe.models import load_pipeline
+    from sdprobe.paths import MODELS_DIR
 
     parser = argparse.ArgumentParser(prog="python -m sdprobe.toy.evaluate")
     parser.add_argument("--images", type=int, default=128, help="images per scene kind")

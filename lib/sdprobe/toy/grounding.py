@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .world import Scene
+from sdprobe.toy.world import Scene
 
 __all__ = ["GROUPS", "MASK_SIZE", "attention_maps", "grounding_loss", "grounding_targets"]
 

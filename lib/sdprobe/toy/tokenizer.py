@@ -18,23 +18,12 @@ from pathlib import Path
 
 from transformers import CLIPTokenizer
 
+from sdprobe.models.tokens import byte_table
+
 __all__ = ["BOS", "EOS", "MAX_LENGTH", "build_tokenizer", "learn_merges"]
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_LENGTH = 77
-
-
-def _byte_table() -> dict[int, str]:
-    """CLIP's byte -> printable character table; its insertion order is CLIP's id order
-    (printable bytes first, the rest shifted past 255)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    table = {b: chr(b) for b in printable}
-    extra = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
 
 
 def _words(text: str) -> list[str]:
@@ -45,7 +34,7 @@ def _words(text: str) -> list[str]:
 def learn_merges(corpus: list[str], max_merges: int = 2000) -> list[tuple[str, str]]:
     """Byte-pair merges learned from ``corpus``, most frequent first, ties broken by the pair
     itself so the result is deterministic."""
-    byte_char = _byte_table()
+    byte_char = byte_table()
     freq = Counter(w for line in corpus for w in _words(line))
     seqs: dict[tuple[str, ...], int] = {}
     for word, n in freq.items():
@@ -83,7 +72,7 @@ def build_tokenizer(corpus: list[str], save_to: str | Path | None = None) -> CLI
     With ``save_to`` it is written there (``vocab.json``, ``merges.txt`` and configs), the way a
     diffusers pipeline folder keeps its ``tokenizer/``.
     """
-    chars = list(_byte_table().values())
+    chars = list(byte_table().values())
     merges = learn_merges(corpus)
     tokens = chars + [c + "</w>" for c in chars] + [a + b for a, b in merges] + [BOS, EOS]
     vocab: dict[str, int] = {}

@@ -36,13 +36,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..images import to_tensor
-from ..paths import MODELS_DIR, REPO_ROOT
-from ..progress import progress, progress_bar
-from . import architecture as arch
-from .grounding import attention_maps, grounding_loss, grounding_targets
-from .tokenizer import build_tokenizer
-from .world import caption_corpus, sample_scene, world_spec
+from sdprobe.images import to_tensor
+from sdprobe.paths import MODELS_DIR, REPO_ROOT
+from sdprobe.progress import progress, progress_bar
+from sdprobe.toy import architecture as arch
+from sdprobe.toy.grounding import attention_maps, grounding_loss, grounding_targets
+from sdprobe.toy.tokenizer import build_tokenizer
+from sdprobe.toy.world import caption_corpus, sample_scene, world_spec
 
 __all__ = ["main", "train_clip", "train_grounding", "train_unet", "train_vae", "export", "judge_milestone"]
 
@@ -412,7 +412,7 @@ def judge_milestone(pipe, n: int, *, steps: int = 20, guidance: float = 7.5, bat
     """Share of correct images per scene kind on ``n`` validation prompts each (seeds from
     :data:`VALIDATION_SEEDS_FROM`, apart from the shipped evaluation's), and of images whose
     background is the one the prompt names."""
-    from .evaluate import KINDS, judge_images
+    from sdprobe.toy.evaluate import KINDS, judge_images
 
     out: dict = {}
     for kind in KINDS:

@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from ..images import to_array
+from sdprobe.images import to_array
 
 __all__ = [
     "BACKGROUNDS",

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .latents import decode_latents
-from .trajectory import Trajectory
+from sdprobe.models.latents import decode_latents
+from sdprobe.probes.trajectory import Trajectory
 
 __all__ = ["change_maps", "concentration", "cumulative_change", "half_times", "region_share", "trajectory_frames"]
 

@@ -7,9 +7,9 @@ Hub id for real runs (e.g. ``openai/clip-vit-large-patch14``, torchmetrics' CLIP
 Nothing is downloaded unless the Hub is reachable and the id is not cached.
 
     clip, processor = load_clip("toy")
-    sdprobe.metrics.clip_score(clip, images, prompt, processor=processor)
+    sdprobe.analysis.metrics.clip_score(clip, images, prompt, processor=processor)
     detect = load_detector("toy")
-    sdprobe.metrics.placement_iou(box_px, detector=detect, image=image, label="dog")
+    sdprobe.analysis.metrics.placement_iou(box_px, detector=detect, image=image, label="dog")
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .models import ModelNotAvailableError
-from .paths import MODELS_DIR
+from sdprobe.models import ModelNotAvailableError
+from sdprobe.paths import MODELS_DIR
 
 __all__ = ["load_clip", "load_detector", "toy_detector"]
 
@@ -74,7 +74,7 @@ def toy_detector(image: Image.Image | np.ndarray, label: str) -> list[tuple[floa
     """The toy world's segmentation as a detector: pixel boxes ``(x0, y0, x1, y1)``, end exclusive,
     of every blob whose shape is ``label`` (``"dog"``, ``"red dog"``: the last word is the shape;
     a colour word before it keeps only blobs of that colour)."""
-    from .toy.world import PALETTE, SHAPES, segment
+    from sdprobe.toy.world import PALETTE, SHAPES, segment
 
     words = label.lower().split()
     if not words or words[-1] not in SHAPES:
@@ -85,7 +85,7 @@ def toy_detector(image: Image.Image | np.ndarray, label: str) -> list[tuple[floa
 
 
 def load_detector(name: str = "toy", *, threshold: float = 0.1) -> Detector:
-    """A detector ``detector(image, label) -> [pixel boxes]`` for :func:`sdprobe.metrics.placement_iou`.
+    """A detector ``detector(image, label) -> [pixel boxes]`` for :func:`sdprobe.analysis.metrics.placement_iou`.
 
     Args:
         name: ``"toy"`` (:func:`toy_detector`), or a folder / Hub id of a ``transformers``
@@ -96,7 +96,7 @@ def load_detector(name: str = "toy", *, threshold: float = 0.1) -> Detector:
         return toy_detector
     from transformers import pipeline
 
-    from .metrics import detector_from_pipeline
+    from sdprobe.analysis.metrics import detector_from_pipeline
 
     try:
         detect = pipeline("zero-shot-object-detection", model=name)

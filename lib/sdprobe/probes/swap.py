@@ -12,14 +12,14 @@ resolution, the paper's 10×14 at 640×896, resized by nearest neighbour to each
 re-runs A). The method is Yamada's ("Investigation of a Method to Ensure Consistency of
 Generated Images Through Intermediate Representation Operations in U-Net"); the hooks are our own.
 
-**Which tensor.** Layers are named as in :mod:`sdprobe.layers` (``IN8``, ``MID``, ``OUT3``…).
+**Which tensor.** Layers are named as in :mod:`sdprobe.models.layers` (``IN8``, ``MID``, ``OUT3``…).
 ``feature="text"`` (the default) takes the output of the block's cross-attention
 ``Transformer2DModel`` (:attr:`Layer.text_module`), the paper's "intermediate representation"
 of its 16 text-conditioned layers. ``feature="block"`` takes the whole LDM block's output
 (:attr:`Layer.output_module`): after the upsampler for ``OUT2/5/8`` (twice the resolution),
 after the second resnet for ``MID``; any layer can be used this way.
 
-**Step numbering.** Steps follow the library's convention (:mod:`sdprobe.hooks`): U-Net calls,
+**Step numbering.** Steps follow the library's convention (:mod:`sdprobe.probes.hooks`): U-Net calls,
 counted from 0 within a pipeline call (PNDM calls the U-Net ``steps + 1`` times, every other
 scheduler ``steps`` times). The paper counts from 1: its "steps 1-20" are ``range(0, 20)`` here
 and "after step 20" is ``range(20, 50)``.
@@ -27,7 +27,7 @@ and "after step 20" is ``range(20, 50)``.
 **Guidance.** The stored tensor holds the whole U-Net batch, ``[uncond, cond]`` under
 classifier-free guidance, so each half is replaced from its own saved half.
 
-Everything is attached through :class:`~sdprobe.hooks.PipelineHooks` (its clock numbers the steps,
+Everything is attached through :class:`~sdprobe.probes.hooks.PipelineHooks` (its clock numbers the steps,
 one forward hook per layer module records or replaces its output) and removed when the ``with``
 block ends, also after an exception. One generation per block. A swap checks, at every step, that
 the timestep is the one recorded at that step: a run with another schedule, a scheduler replaced
@@ -47,9 +47,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .hooks import PipelineHooks, timestep_of
-from .layers import Layer, layer_map, resolve_layers
-from .models import model_label
+from sdprobe.probes.hooks import PipelineHooks, timestep_of
+from sdprobe.models.layers import Layer, layer_map, resolve_layers
+from sdprobe.models import model_label
 
 __all__ = [
     "FeatureStore",
@@ -57,6 +57,7 @@ __all__ = [
     "estimate_store_nbytes",
     "record_features",
     "swap_features",
+    "unet_fingerprint",
 ]
 
 Feature = Literal["text", "block"]
@@ -134,7 +135,8 @@ class FeatureStore:
         return self
 
 
-def _unet_fingerprint(unet: torch.nn.Module) -> str:
+def unet_fingerprint(unet: torch.nn.Module) -> str:
+    """A short hash of a U-Net's config: equal for the same architecture, whatever the weights."""
     config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -248,7 +250,7 @@ def record_features(
     chosen = _resolve(pipe.unet, layers, feature)
     store = FeatureStore(
         model=model_label(pipe),
-        unet_fingerprint=_unet_fingerprint(pipe.unet),
+        unet_fingerprint=unet_fingerprint(pipe.unet),
         feature=feature,
         layers=tuple(layer.name for layer in chosen),
         steps=_normalize_steps(steps),
@@ -295,6 +297,7 @@ def swap_features(
     steps: Iterable[int] | int | None = None,
     region: Any = None,
     threshold: float | None = None,
+    several: bool = False,
 ) -> Iterator[None]:
     """Replace this run's features by ``store``'s at ``layers`` × ``steps``.
 
@@ -309,6 +312,8 @@ def swap_features(
         region: ``[H, W]`` boolean grid at the lowest U-Net resolution (``store.lowest_resolution``),
             True where A's features are taken; resized by nearest neighbour to each layer.
         threshold: replace only elements with ``|saved - current| < threshold`` (positive, finite).
+        several: swap into several pipeline calls made inside the block (each is checked and
+            swapped like the first); by default a second call is refused.
 
     Raises:
         UnknownLayerError: a name this U-Net does not have.
@@ -356,7 +361,7 @@ def swap_features(
 
         return hook
 
-    with PipelineHooks(pipe, "swap_features") as hooks:
+    with PipelineHooks(pipe, "swap_features", several=several) as hooks:
         hooks.pre_hook(pipe.unet, at_step)
         if active:
             for layer in resolve_layers(pipe.unet, chosen):
@@ -401,10 +406,10 @@ def _check_region(region: Any, shape: tuple[int, int]) -> torch.Tensor:
 def _check_store_model(pipe: Any, store: FeatureStore) -> None:
     if not isinstance(store, FeatureStore):
         raise TypeError(f"store must be a FeatureStore from record_features, not {type(store).__name__}")
-    if store.unet_fingerprint != _unet_fingerprint(pipe.unet) or store.model != model_label(pipe):
+    if store.unet_fingerprint != unet_fingerprint(pipe.unet) or store.model != model_label(pipe):
         raise StoreMismatchError(
             f"this store was recorded with {store.model!r}; the pipeline is {model_label(pipe)!r}"
-            + ("" if store.unet_fingerprint == _unet_fingerprint(pipe.unet) else " with another U-Net architecture")
+            + ("" if store.unet_fingerprint == unet_fingerprint(pipe.unet) else " with another U-Net architecture")
         )
 
 

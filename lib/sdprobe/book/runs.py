@@ -2,8 +2,8 @@
 
 Two commands, both offline and both resumable::
 
-    python -m sdprobe.runs book  --notebooks all               # what `make book` runs
-    python -m sdprobe.runs batch --notebooks 00 01 --presets default paper [--grid seed=1,2]
+    python -m sdprobe.book.runs book  --notebooks all               # what `make book` runs
+    python -m sdprobe.book.runs batch --notebooks 00 01 --presets default paper [--grid seed=1,2]
 
 ``book`` executes each ``notebooks/NN_*.py`` (the jupytext source) with its own default
 parameters into the paired ``NN_*.ipynb``. ``batch`` executes every notebook × preset × grid
@@ -34,9 +34,9 @@ from typing import Any
 import nbformat
 import yaml
 
-from .notebook import REPORT_KEY
-from .paths import NOTEBOOKS_DIR, PRESETS_DIR, REPO_ROOT
-from .progress import progress, progress_enabled
+from sdprobe.book.notebook import REPORT_KEY
+from sdprobe.paths import NOTEBOOKS_DIR, PRESETS_DIR, REPO_ROOT
+from sdprobe.progress import progress, progress_enabled
 
 __all__ = [
     "BatchLockedError", "BatchResult", "NotebookRunError", "Run", "SelectionError",
@@ -387,7 +387,7 @@ def plan_batch(
     Raises:
         SelectionError: an unknown notebook or preset, or a malformed preset.
     """
-    from .notebook import declared_parameters
+    from sdprobe.book.notebook import declared_parameters
 
     out = Path(out_dir).resolve()
     runs: list[Run] = []
@@ -591,9 +591,9 @@ def _say(message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sdprobe.runs {book,batch} …``; returns the exit status (0 ok, 1 a run failed,
+    """``python -m sdprobe.book.runs {book,batch} …``; returns the exit status (0 ok, 1 a run failed,
     2 a bad selection, 130 interrupted)."""
-    parser = argparse.ArgumentParser(prog="python -m sdprobe.runs", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m sdprobe.book.runs", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     book = sub.add_parser("book", help="execute chapters with their defaults into notebooks/NN_*.ipynb")
     batch = sub.add_parser("batch", help="execute notebooks × presets × grid into runs/")

@@ -14,7 +14,7 @@ gives those pieces so that any chapter can ask them of any pair of images:
 * :func:`judge_edit`: the paper's two visual checks as numbers on toy images: does the subject
   show the requested colour, and does it still cover the same pixels as in the source image?
 
-Background MSE itself is :func:`sdprobe.metrics.background_mse` (0–255 units, mean over
+Background MSE itself is :func:`sdprobe.analysis.metrics.background_mse` (0–255 units, mean over
 background pixels); pass it the union of both images' foregrounds.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .images import to_array
+from sdprobe.images import to_array
 
 __all__ = [
     "FOREGROUND_METHODS",
@@ -76,7 +76,7 @@ def _rembg_mask(image: Any, model: str, threshold: int) -> np.ndarray:
 
 
 def _world_mask(image: Any) -> np.ndarray:
-    from .toy.world import segment
+    from sdprobe.toy.world import segment
 
     arr = to_array(image)
     mask = np.zeros(arr.shape[:2], dtype=bool)
@@ -176,7 +176,7 @@ class EditJudgement:
 
 def _subject(image: Any) -> tuple[str | None, np.ndarray]:
     """Colour and mask of the largest object the world's segmentation finds."""
-    from .toy.world import segment
+    from sdprobe.toy.world import segment
 
     arr = to_array(image)
     found = sorted(segment(arr), key=lambda d: -d.area)
@@ -191,7 +191,7 @@ def judge_edit(source: Any, edited: Any, requested: str, *, min_iou: float = 0.5
     The subject's mask is compared by shape only (any colour), so a recoloured dog in the same
     place scores an IoU near 1 and a dog that moved or turned scores low.
     """
-    from .toy.world import PALETTE
+    from sdprobe.toy.world import PALETTE
 
     if requested not in PALETTE:
         raise ValueError(f"requested colour {requested!r} is not a toy-world colour; choose one of {list(PALETTE)}")

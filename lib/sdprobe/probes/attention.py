@@ -34,16 +34,16 @@ the generation's own latent size (DAAM upsamples to 64x64 when ``sample_size * 8
 else to 96x96, whatever the image size; pass ``size=`` to get its choice); a word matches whole
 words only (DAAM also matches a word's tokens inside longer words).
 
-**Steps** follow the library's convention (:mod:`sdprobe.hooks`): U-Net calls, numbered from 0
+**Steps** follow the library's convention (:mod:`sdprobe.probes.hooks`): U-Net calls, numbered from 0
 within one pipeline call; for every scheduler the number of inference steps, except PNDM (SD
 1.x's default), which calls the U-Net ``steps + 1`` times. ``trace.timesteps[i]`` gives the
 timestep of step ``i``.
 
 **One generation per block.** A trace holds one pipeline call; a second call inside the same
-``with`` block raises :class:`~sdprobe.hooks.SecondCallError`, unless ``several=True``, which
+``with`` block raises :class:`~sdprobe.probes.hooks.SecondCallError`, unless ``several=True``, which
 yields a list that gets one trace per call. Everything is attached through
-:class:`~sdprobe.hooks.PipelineHooks` and removed on exit. Word lookups are
-:mod:`sdprobe.tokens`'; the aggregation itself is :func:`sdprobe.heatmaps.aggregate_maps`.
+:class:`~sdprobe.probes.hooks.PipelineHooks` and removed on exit. Word lookups are
+:mod:`sdprobe.models.tokens`'; the aggregation itself is :func:`sdprobe.analysis.heatmaps.aggregate_maps`.
 
 **Long prompts.** The pipelines truncate prompts at 77 tokens (start + 75 + end) and log a warning;
 the trace sees the tokens the model saw, so words past the cut have no map and asking for one
@@ -61,11 +61,11 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from .heatmaps import DEFAULT_THRESHOLD, aggregate_maps, heatmap_mask, resize_heatmap
-from .hooks import PipelineHooks, timestep_of
-from .latents import latent_scale_factor
-from .layers import layer_map, resolve_layers, text_layers
-from .tokens import PromptTooLongError, WordNotInPromptError, check_prompt_length, token_indices, words
+from sdprobe.analysis.heatmaps import DEFAULT_THRESHOLD, aggregate_maps, heatmap_mask, resize_heatmap
+from sdprobe.probes.hooks import PipelineHooks, timestep_of
+from sdprobe.models.latents import latent_scale_factor
+from sdprobe.models.layers import layer_map, resolve_layers, text_layers
+from sdprobe.models.tokens import PromptTooLongError, WordNotInPromptError, check_prompt_length, token_indices, words
 
 __all__ = [
     "AttentionTrace",
@@ -90,7 +90,7 @@ class CrossAttentionSite:
 
     Attributes:
         path: the module path, e.g. ``"up_blocks.1.attentions.0.transformer_blocks.0.attn2"``.
-        layer: the LDM name of its block (``"IN1"``…``"MID"``…``"OUT11"``, see :mod:`sdprobe.layers`).
+        layer: the LDM name of its block (``"IN1"``…``"MID"``…``"OUT11"``, see :mod:`sdprobe.models.layers`).
         block: index of its transformer block inside the layer (SDXL stacks up to 10).
         heads: number of attention heads.
         scale: latent side / map side (1, 2, 4, 8).
@@ -462,6 +462,7 @@ class _TraceRecorder:
         self.pipe, self.sites, self.options = pipe, sites, options
         self.traces: list[AttentionTrace] = []
         self._pending: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}
+        self._stepped = False  # the U-Net ran since the text encoder last did
         # One call: the trace exists from the start (the block yields it) and the call fills it.
         self.single = None if several else AttentionTrace(pipe, sites, **options)
 
@@ -475,8 +476,9 @@ class _TraceRecorder:
         ids = args[0] if args else kwargs.get("input_ids")
         if ids is None:
             return
-        if self.traces and self.traces[-1].timesteps and self._pending["cond"] is not None:
-            self._pending = {h: None for h in _HALVES}  # a further encoding before the next call's steps
+        if self._stepped:  # the first encoding after denoising steps: the next call's prompt
+            self._pending = {h: None for h in _HALVES}
+            self._stepped = False
         half = "cond" if self._pending["cond"] is None else "uncond"
         if self._pending[half] is None:
             self._pending[half] = ids.detach().cpu()
@@ -484,6 +486,7 @@ class _TraceRecorder:
     def before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs["sample"]
         cfg = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
+        self._stepped = True
         self.traces[-1]._start_step(sample, timestep_of(args, kwargs), cfg)
 
     def record(self, site: CrossAttentionSite, query: torch.Tensor, key: torch.Tensor,

@@ -45,8 +45,9 @@ from diffusers import (
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from .paths import CONFIGS_DIR, MODELS_DIR
-from .progress import configure_pipeline_progress, progress_enabled
+from sdprobe.models.tokens import byte_table
+from sdprobe.paths import CONFIGS_DIR, MODELS_DIR
+from sdprobe.progress import configure_pipeline_progress, progress_enabled
 
 __all__ = [
     "HUB_MODELS",
@@ -87,7 +88,8 @@ _PIPELINE_CLASSES = {
     "StableDiffusionPipeline": StableDiffusionPipeline,
     "StableDiffusionXLPipeline": StableDiffusionXLPipeline,
 }
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+#: What a Hugging Face Hub id looks like: ``org/name``.
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -201,7 +203,7 @@ def _locate(name: str) -> tuple[str, bool]:
         return str(folder), True
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser()), True
-    if _HUB_ID.match(name):
+    if HUB_ID.match(name):
         return name, False
     raise ValueError(
         f"model={name!r} is not 'toy', an existing folder, a Hub id like 'org/name', or one of "
@@ -324,19 +326,6 @@ def _random_text_encoder(cfg: dict[str, Any]) -> CLIPTextModel | CLIPTextModelWi
     return model_cls(config).eval()
 
 
-def _bytes_to_unicode() -> list[str]:
-    """The byte-to-printable-character table of byte-level BPE (GPT-2, CLIP), in CLIP's order."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(c) for c in codes]
-
-
 def stand_in_tokenizer(cfg: dict[str, Any], vocab_size: int = 49408) -> CLIPTokenizer:
     """A CLIP tokenizer with CLIP's id layout but no merges, for ``random:`` families.
 
@@ -345,7 +334,7 @@ def stand_in_tokenizer(cfg: dict[str, Any], vocab_size: int = 49408) -> CLIPToke
     it), byte characters and their ``</w>`` forms take ids 0-511, and the start and end tokens
     are 49406 and 49407. Token counts are therefore longer than with the real tokenizer.
     """
-    chars = _bytes_to_unicode()
+    chars = list(byte_table().values())
     tokens = chars + [c + "</w>" for c in chars]
     tokens += [f"<|unused{i}|>" for i in range(vocab_size - 2 - len(tokens))]
     tokens += [cfg["bos_token"], cfg["eos_token"]]

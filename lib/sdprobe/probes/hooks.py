@@ -26,20 +26,22 @@ was asked to record several (``several=True``); then ``on_new_call`` runs at the
 A new call is recognised when the text encoder runs after the U-Net has, or when the timestep
 does not go down (beyond the repeats the scheduler's own schedule holds).
 
-**Private attributes.** The only private attribute of a diffusers pipeline that sdprobe uses is
-``pipe._interrupt``, diffusers' documented way to stop a generation early from
-``callback_on_step_end``; it is set in one place, :func:`stop_after`, and a test fails if
-diffusers changes its meaning.
+**Private attributes.** sdprobe touches two private attributes of a diffusers pipeline, each in
+one place here with a test that fails if diffusers changes it: ``pipe._interrupt``, diffusers'
+documented way to stop a generation early from ``callback_on_step_end`` (:func:`stop_after`),
+and ``pipe._execution_device``, where a pipeline with offloaded models runs
+(:func:`execution_device`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
-__all__ = ["PipelineHooks", "SecondCallError", "StepClock", "stop_after", "timestep_of"]
+__all__ = ["PipelineHooks", "SecondCallError", "StepClock", "execution_device", "stop_after", "timestep_of"]
 
 
 class SecondCallError(RuntimeError):
@@ -164,19 +166,30 @@ class PipelineHooks:
             raise RuntimeError(f"{self.probe}: register hooks inside the `with PipelineHooks(...)` block")
 
 
-def stop_after(pipe: Any, steps: int) -> Callable[..., dict]:
-    """A ``callback_on_step_end`` that stops the pipeline once ``steps`` steps are done.
+@contextmanager
+def stop_after(pipe: Any, steps: int) -> Iterator[Callable[..., dict]]:
+    """Yield a ``callback_on_step_end`` that stops the pipeline once ``steps`` steps are done.
 
     diffusers runs the callback after each step and checks ``pipe._interrupt`` at the top of the
     next; setting it is the library's documented way to stop early (the only private attribute
-    sdprobe touches). The remaining steps are skipped and the pipeline returns what it has.
+    sdprobe sets). The remaining steps are skipped and the pipeline returns what it has; the flag
+    is cleared when the block ends, so no stopped pipeline is left behind.
     """
-    if steps < 1:
-        raise ValueError(f"steps must be at least 1 to stop after them, not {steps}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer to stop after them, not {steps!r}")
 
     def callback(p: Any, i: int, t: Any, kwargs: dict) -> dict:
         if i + 1 >= steps:
             p._interrupt = True
         return kwargs
 
-    return callback
+    try:
+        yield callback
+    finally:
+        pipe._interrupt = False
+
+
+def execution_device(pipe: Any) -> torch.device:
+    """The device a pipeline runs its models on (where inputs must go), also with model offloading:
+    diffusers' ``_execution_device``, read in this one place."""
+    return pipe._execution_device

@@ -1,4 +1,4 @@
-"""Set the project up inside Google Colab: ``python lib/sdprobe/colab_setup.py`` from a clone.
+"""Set the project up inside Google Colab: ``python lib/sdprobe/book/colab_setup.py`` from a clone.
 
 Run by the first cell of every chapter, and only inside Colab. Colab brings its own CUDA build
 of torch, so the project's dependencies are installed without the torch pin of
@@ -12,7 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def requirements() -> list[str]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from .images import to_tensor
+from sdprobe.images import to_tensor
 
 __all__ = ["decode_latents", "encode_images", "images_to_tensor", "latent_scale_factor"]
 

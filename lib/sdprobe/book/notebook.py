@@ -32,7 +32,7 @@ __all__ = [
     "check_parameters", "declared_parameters", "in_colab", "reproduction_report", "REPORT_KEY",
 ]
 
-#: Output-metadata key under which a chapter's reproduction report travels (read by sdprobe.runs).
+#: Output-metadata key under which a chapter's reproduction report travels (read by sdprobe.book.runs).
 REPORT_KEY = "sdprobe_report"
 _PLAIN = (bool, int, float, str, list, tuple, dict, type(None))
 _IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "P"}
@@ -152,12 +152,12 @@ class Model:
     """A model name ``load_pipeline`` accepts: ``toy``, ``random:<family>``, a folder or a Hub id."""
 
     def __call__(self, value: Any) -> str:
-        from .models import RANDOM_FAMILIES, _HUB_ID
+        from sdprobe.models.loading import HUB_ID, RANDOM_FAMILIES
 
         value = Str()(value)
         if value == "toy" or value.startswith("random:") and value[7:] in RANDOM_FAMILIES:
             return value
-        if Path(value).expanduser().is_dir() or _HUB_ID.match(value):
+        if Path(value).expanduser().is_dir() or HUB_ID.match(value):
             return value
         families = ", ".join(f"random:{f}" for f in RANDOM_FAMILIES)
         raise ParameterError(f"{value!r} is not 'toy', {families}, an existing folder or a Hub id 'org/name'")
@@ -198,7 +198,7 @@ def check_parameters(namespace: Mapping[str, Any], spec: Mapping[str, Callable[[
             problems.append(f"{name}: {err}")
     for name in _unknown_names(namespace, spec):
         if name == "grid":
-            problems.append("grid: a preset's parameter grid is for batch reruns; run it with `make rerun` (sdprobe.runs)")
+            problems.append("grid: a preset's parameter grid is for batch reruns; run it with `make rerun` (sdprobe.book.runs)")
             continue
         hint = difflib.get_close_matches(name, list(spec), n=1)
         problems.append(f"{name}: not a parameter of this notebook" + (f" (did you mean {hint[0]!r}?)" if hint else ""))

@@ -1,17 +1,14 @@
-"""How the prompt reaches the U-Net: tokens, text embeddings, and the cross-attention layers."""
+"""Tables the explainer chapter shows: the prompt's tokens, the text embeddings' shapes, and the
+cross-attention layers of the U-Net (pandas; loaded only by the chapters)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import torch
 
-from .layers import layer_map
+from sdprobe.models.layers import layer_map
 
-__all__ = ["PromptTooLongError", "cross_attention_table", "prompt_tokens", "text_embedding_shapes"]
-
-
-class PromptTooLongError(ValueError):
-    """Text that does not fit the text encoder's context (77 positions, start and end included)."""
+__all__ = ["cross_attention_table", "prompt_tokens", "text_embedding_shapes"]
 
 
 def prompt_tokens(pipe, prompt: str) -> pd.DataFrame:

@@ -7,7 +7,7 @@
     traj.x0[k]            # the clean latent predicted at step k
     traj.decode(pipe, k, which="x0")
 
-Steps follow the library's convention (:mod:`sdprobe.hooks`): one per U-Net call, from 0;
+Steps follow the library's convention (:mod:`sdprobe.probes.hooks`): one per U-Net call, from 0;
 ``traj.latents[k]`` is the input of step ``k`` and ``traj.latents[k + 1]`` its result. PNDM
 calls the U-Net ``steps + 1`` times, every other scheduler ``steps`` times. One pipeline call per
 ``with`` block (``several=True`` records each call into a list of trajectories).
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .hooks import PipelineHooks, timestep_of
-from .latents import decode_latents
+from sdprobe.probes.hooks import PipelineHooks, timestep_of
+from sdprobe.models.latents import decode_latents
 
 __all__ = ["Trajectory", "predict_x0", "record_trajectory", "trajectory_gap"]
 

@@ -59,13 +59,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
 from PIL import Image
 
-from .conditioning import PromptTooLongError
-from .models import family_of
-from .plots import new_figure
+from sdprobe.models import family_of
+from sdprobe.models.tokens import PromptTooLongError
 
 __all__ = [
     "MASK_KINDS",
@@ -76,7 +73,6 @@ __all__ = [
     "build_mask",
     "encode_prompts",
     "generate_per_prompt",
-    "mask_figure",
     "prompt_layout",
 ]
 
@@ -181,14 +177,14 @@ class PromptLayout:
         return out
 
 
-def _as_layout(layout: PromptLayout | Sequence[int]) -> PromptLayout:
+def as_layout(layout: PromptLayout | Sequence[int]) -> PromptLayout:
     return layout if isinstance(layout, PromptLayout) else PromptLayout(tuple(layout))
 
 
 # ----------------------------------------------------------------------------- masks
 
 
-def _check_kind(kind: str) -> None:
+def check_mask_kind(kind: str) -> None:
     if kind not in MASK_KINDS:
         raise ValueError(f"unknown mask kind {kind!r}; choose one of {', '.join(repr(k) for k in MASK_KINDS)}")
 
@@ -203,8 +199,8 @@ def build_mask(layout: PromptLayout | Sequence[int], kind: str) -> torch.Tensor:
         layout: a :class:`PromptLayout`, or the word-token count of each prompt.
         kind: one of :data:`MASK_KINDS` (see the module docstring).
     """
-    _check_kind(kind)
-    layout = _as_layout(layout)
+    check_mask_kind(kind)
+    layout = as_layout(layout)
     size = layout.max_length
     causal = torch.ones(size, size, dtype=torch.bool).tril()
     if kind == "causal":
@@ -442,7 +438,7 @@ def encode_prompts(
             an encoder with an attention implementation that ignores custom masks.
         PromptTooLongError: the joint sequence is longer than 77 tokens (count and limit given).
     """
-    _check_kind(mask)
+    check_mask_kind(mask)
     prompts = _check_prompts(prompts)
     pairs = _tokenizers(pipe)
     for _, encoder in pairs:
@@ -497,53 +493,3 @@ def generate_per_prompt(
 
 
 # ----------------------------------------------------------------------------- figure
-
-_ALLOWED, _BLOCKED, _EMPTY_ROW = 2, 0, 1
-_CMAP = ListedColormap(["white", "#f4c27a", "#3b6fb6"])  # blocked, fully masked row, allowed
-
-
-def mask_figure(
-    layout: PromptLayout | Sequence[int],
-    kinds: Sequence[str] = MASK_KINDS,
-    *,
-    labels: Sequence[str] | None = None,
-    padding: int = 1,
-    size: float = 3.2,
-) -> Figure:
-    """The masks as pictures (Fig. 4 / Fig. 6): one panel per kind, rows = queries.
-
-    Blue cells may attend; orange rows are fully masked, which an additive mask turns into
-    uniform attention over all positions. Only the used positions (plus ``padding`` pad
-    positions) are drawn.
-
-    Args:
-        layout: a :class:`PromptLayout` (e.g. ``embeds.layout``) or word counts per prompt.
-        kinds: mask kinds to draw, from :data:`MASK_KINDS`.
-        labels: tick labels for the positions (e.g. ``embeds.tokens``); default ``BOS, T1…``.
-        padding: how many pad positions to show after the end token.
-    """
-    layout = _as_layout(layout)
-    for kind in kinds:
-        _check_kind(kind)
-    n = min(layout.used + max(padding, 0), layout.max_length)
-    names = list(labels if labels is not None else layout.labels())[:n]
-    fig = new_figure(figsize=(size * len(kinds), size + 0.3), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(kinds), squeeze=False)).ravel()
-    any_empty = False
-    for ax, kind in zip(axes, kinds):
-        allowed = build_mask(layout, kind)[:n, :n].numpy()
-        empty = ~build_mask(layout, kind)[:n].any(dim=1).numpy()
-        cells = np.where(allowed, _ALLOWED, _BLOCKED)
-        cells[empty] = _EMPTY_ROW
-        ax.imshow(cells, cmap=_CMAP, vmin=0, vmax=2, interpolation="nearest")
-        for s in layout.separators:  # thin lines at the prompt boundaries
-            if s < n:
-                ax.axhline(s, color="grey", linewidth=0.5)
-                ax.axvline(s, color="grey", linewidth=0.5)
-        ax.set_xticks(range(n), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(n), names, fontsize=6)
-        ax.set_title(kind, fontsize=10)
-        any_empty = any_empty or bool(empty.any())
-    if any_empty:
-        fig.supxlabel("blue: may attend · orange: fully masked row (uniform attention over all positions)", fontsize=8)
-    return fig
