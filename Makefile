@@ -1,6 +1,10 @@
 # Two commands set everything up on a fresh machine: `make book` and `make test`.
 # Everything runs offline on the embedded model; nothing here touches the Hugging Face Hub.
 
+# bash with pipefail: an install that fails stops make, even piped through the warning filter.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -33,11 +37,11 @@ help:
 # dependencies (those it imports are in the test extra).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -m pip install -q -e ".[book,test]" 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -m pip install -q --no-deps daam==0.2.0 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/python -c "import torch, diffusers, transformers, sdprobe; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -m pip install -q torch==2.13.0 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -m pip install -q -e ".[book,test]" 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -m pip install -q --no-deps daam==0.2.0 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -c "import torch, diffusers, transformers, sdprobe, daam; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
 install: $(STAMP)

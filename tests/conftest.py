@@ -22,18 +22,26 @@ TINY_FAMILIES = ("sd1-tiny", "sd2-tiny", "sdxl-tiny")
 
 
 @pytest.fixture(scope="session")
-def tiny_pipes():
-    """One pipeline per tiny family, built once for the session (read-only use)."""
+def pipes():
+    """``pipes(name)``: the pipeline ``load_pipeline(name)`` gives on the CPU in fp32, built once for
+    the whole session. Tests use them read-only, or put back what they change."""
     import sdprobe
 
     cache: dict[str, object] = {}
 
-    def get(family: str):
-        if family not in cache:
-            cache[family] = sdprobe.load_pipeline(f"random:{family}", device="cpu")
-        return cache[family]
+    def get(name: str):
+        if name not in cache:
+            cache[name] = sdprobe.load_pipeline(name, device="cpu", dtype="fp32")
+            cache[name].set_progress_bar_config(disable=True)
+        return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def tiny_pipes(pipes):
+    """``tiny_pipes(family)``: :func:`pipes` of ``random:<family>`` for the tiny families."""
+    return lambda family: pipes(f"random:{family}")
 
 
 def generator(seed: int = 0) -> torch.Generator:

@@ -25,30 +25,15 @@ from sdprobe.analysis.heatmaps import heatmap_mask, normalize_heatmap, resize_he
 from sdprobe.analysis.metrics import mask_iou, pearson_r
 from sdprobe.book.plots import overlay_figure
 from sdprobe.models.layers import UnknownLayerError
-from sdprobe.paths import CONFIGS_DIR, MODELS_DIR
+from sdprobe.paths import CONFIGS_DIR
 
 PROMPT = "a dog runs across the field"
 WORDS = ["dog", "runs", "across", "field"]  # unambiguous for DAAM's sub-token search too
 FAMILIES = ["sd1-tiny", "sd2-tiny", "sdxl-tiny"]
-HAVE_TOY = (MODELS_DIR / "toy" / "model_index.json").is_file()
-
-
-@pytest.fixture(scope="module")
-def pipes():
-    cache: dict[str, object] = {}
-
-    def get(name: str):
-        if name not in cache:
-            cache[name] = sdprobe.load_pipeline(name, device="cpu", dtype="fp32")
-            cache[name].set_progress_bar_config(disable=True)
-        return cache[name]
-
-    return get
 
 
 def model_params():
-    toy = pytest.param("toy", marks=pytest.mark.skipif(not HAVE_TOY, reason="the toy model is not built (make toy)"))
-    return [f"random:{f}" for f in FAMILIES] + [toy]
+    return [f"random:{f}" for f in FAMILIES] + ["toy"]
 
 
 def generate(pipe, prompt=PROMPT, steps=3, seed=0, **kwargs):
@@ -156,7 +141,8 @@ def test_same_parameters_give_the_same_maps(pipes):
 @pytest.mark.filterwarnings("ignore:.*torch.cuda.amp.autocast:FutureWarning")
 @pytest.mark.parametrize("model", model_params())
 def test_word_maps_agree_with_daam_on_the_same_pipeline(pipes, model):
-    daam = pytest.importorskip("daam", reason="daam 0.2.0 is the reference (pip install --no-deps daam==0.2.0 spacy)")
+    import daam  # the reference; `make test` installs daam 0.2.0 (a missing daam fails here, never skips)
+
     pipe = pipes(model)
     with daam.trace(pipe) as tc:
         generate(pipe, steps=4)
@@ -393,3 +379,13 @@ def test_masks_overlays_and_helpers(pipes):
         heatmap_mask(norm, 1.5)
     fig = overlay_figure(image, {w: trace.word_heatmap(w) for w in ["dog", "field"]})
     assert isinstance(fig, Figure) and [ax.get_title() for ax in fig.axes if ax.get_title()] == ["image", "dog", "field"]
+
+
+def test_nested_traces_both_record_the_same_maps(pipes):
+    pipe = pipes("random:sd1-tiny")
+    before = processors(pipe)
+    with trace_attention(pipe) as outer, trace_attention(pipe, layers=["OUT4"]) as inner:
+        generate(pipe, "a red fox", seed=1)
+    assert torch.equal(outer.word_heatmap("fox", layers=["OUT4"]), inner.word_heatmap("fox", layers=["OUT4"]))
+    assert outer.word_heatmap("fox").shape == (16, 16)
+    assert all(processors(pipe)[n] is p for n, p in before.items())

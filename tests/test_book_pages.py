@@ -69,7 +69,17 @@ def browser():
 def test_the_book_was_built():
     assert (HTML / "index.html").is_file(), f"no book in {HTML}: run `make html` first"
     names = {p.relative_to(HTML).as_posix() for p in book_pages()}
-    assert {"book/intro.html", "book/bibliography.html", "notebooks/00_how_stable_diffusion_works.html"} <= names
+    assert {"book/intro.html", "book/bibliography.html", "book/api.html",
+            "notebooks/00_how_stable_diffusion_works.html"} <= names
+
+
+def test_the_api_page_documents_every_probe_from_its_docstrings():
+    page = (HTML / "book" / "api.html").read_text()
+    for name in ("sdprobe.models.loading.load_pipeline", "sdprobe.probes.attention.trace_attention",
+                 "sdprobe.probes.trajectory.record_trajectory", "sdprobe.probes.swap.swap_features",
+                 "sdprobe.probes.hooks.PipelineHooks", "sdprobe.analysis.metrics.mask_iou"):
+        assert f'id="{name}"' in page, name
+    assert "Raises" in page and "[B, 4, h, w]" in page  # docstring sections and tensor shapes made it
 
 
 @pytest.mark.parametrize("page", book_pages(), ids=lambda p: p.relative_to(HTML).as_posix())

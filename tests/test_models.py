@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -146,3 +147,41 @@ def test_scheduler_swap_keeps_the_noise_schedule(name):
 def test_unknown_scheduler_lists_the_known_ones():
     with pytest.raises(ValueError, match="euler"):
         load_pipeline("random:sd1-tiny", scheduler="heun2")
+
+
+def _broken_copy(tmp_path, edit):
+    """A copy of the toy model's folder with model_index.json edited (weights linked, not copied)."""
+    import shutil
+
+    from sdprobe.paths import MODELS_DIR
+
+    folder = tmp_path / "model"
+    shutil.copytree(MODELS_DIR / "toy", folder, copy_function=os.link)
+    index = folder / "model_index.json"
+    index.unlink()  # a hard link: write a new file, leave the toy's own untouched
+    index.write_text(edit((MODELS_DIR / "toy" / "model_index.json").read_text()))
+    return folder
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda text: text[:-5], "not valid JSON"),
+    (lambda text: text.replace('"StableDiffusionPipeline"', '["StableDiffusionPipeline"]', 1), "'_class_name' must name"),
+    (lambda text: text.replace('"unet": [', '"unet2": ["diffusers", "UNet2DConditionModel"], "unet": [', 1),
+     "component 'unet2'"),
+])
+def test_a_broken_pipeline_folder_is_one_line_naming_the_file(tmp_path, edit, message):
+    folder = _broken_copy(tmp_path, edit)
+    with pytest.raises(ModelNotAvailableError, match=message) as err:
+        load_pipeline(str(folder), device="cpu")
+    assert "\n" not in str(err.value) and str(folder) in str(err.value)
+
+
+@pytest.mark.parametrize("model", ["", "   "])
+def test_an_empty_model_name_is_refused(model):
+    with pytest.raises(ValueError, match="model is empty"):
+        load_pipeline(model)
+
+
+def test_a_non_float_dtype_is_refused():
+    with pytest.raises(ValueError, match="floating type"):
+        resolve_dtype(torch.int8)

@@ -18,19 +18,9 @@ STEPS = 3
 PROMPT_A, PROMPT_B = "a red cube on a table", "a blue ball in the grass"
 
 
-@pytest.fixture(scope="module")
-def pipes() -> dict:
-    loaded = {}
-    for name in FAMILIES:
-        pipe = sdprobe.load_pipeline(name, device="cpu", dtype="fp32")
-        pipe.set_progress_bar_config(disable=True)
-        loaded[name] = pipe
-    return loaded
-
-
 @pytest.fixture
 def sd1(pipes):
-    return pipes["random:sd1-tiny"]
+    return pipes("random:sd1-tiny")
 
 
 def generate(pipe, prompt: str, *, seed: int = 1111, steps: int = STEPS, **kwargs) -> torch.Tensor:
@@ -54,7 +44,7 @@ def last_layer(pipe) -> str:
 @pytest.mark.parametrize("model", FAMILIES)
 def test_swapping_the_last_block_at_every_step_reproduces_run_a(pipes, model):
     # The last up block's output alone determines the noise prediction, so B becomes A exactly.
-    pipe = pipes[model]
+    pipe = pipes(model)
     with record_features(pipe, [last_layer(pipe)], feature="block") as store:
         a = generate(pipe, PROMPT_A)
     plain_b = generate(pipe, PROMPT_B)
@@ -67,7 +57,7 @@ def test_swapping_the_last_block_at_every_step_reproduces_run_a(pipes, model):
 @pytest.mark.parametrize("model", ["random:sd1-tiny", "random:sd2-tiny"])
 def test_swapping_out11_text_module_reproduces_run_a_for_sd1_and_sd2(pipes, model):
     # In SD 1.x/2.x OUT11's transformer is the last module of the last up block.
-    pipe = pipes[model]
+    pipe = pipes(model)
     with record_features(pipe, ["OUT11"]) as store:
         a = generate(pipe, PROMPT_A)
     with swap_features(pipe, store, ["OUT11"], steps=range(store.num_steps)):
@@ -77,7 +67,7 @@ def test_swapping_out11_text_module_reproduces_run_a_for_sd1_and_sd2(pipes, mode
 
 @pytest.mark.parametrize("model", FAMILIES)
 def test_empty_swap_reproduces_plain_run_b(pipes, model):
-    pipe = pipes[model]
+    pipe = pipes(model)
     with record_features(pipe) as store:
         generate(pipe, PROMPT_A)
     plain_b = generate(pipe, PROMPT_B)
@@ -143,7 +133,7 @@ def test_fp16_cpu_store_halves_the_bytes(sd1):
 
 @pytest.mark.parametrize("model", ["random:sd1-tiny", "random:sdxl-tiny"])
 def test_size_estimate_matches_a_recorded_store_for_every_layer(pipes, model):
-    pipe = pipes[model]
+    pipe = pipes(model)
     names = list(layer_map(pipe.unet))
     with record_features(pipe, names, feature="block") as store:
         generate(pipe, PROMPT_A)
@@ -275,7 +265,7 @@ def test_region_of_the_wrong_shape_is_refused(sd1):
 
 
 def test_store_from_another_model_is_refused(pipes):
-    sd1, sd2 = pipes["random:sd1-tiny"], pipes["random:sd2-tiny"]
+    sd1, sd2 = pipes("random:sd1-tiny"), pipes("random:sd2-tiny")
     with record_features(sd2, ["OUT3"]) as store:
         generate(sd2, PROMPT_A)
     with pytest.raises(StoreMismatchError, match="recorded with 'random:sd2-tiny'; the pipeline is 'random:sd1-tiny'"):
@@ -338,7 +328,7 @@ def test_hooks_are_removed_after_an_exception(sd1):
 def test_sdxl_last_text_layer_alone_does_not_reproduce_run_a(pipes):
     # SDXL's last up block has no cross-attention: after OUT5 it still mixes in B's skip
     # connections and B's pooled-text time embedding, so only the last block (OUT8) gives A.
-    pipe = pipes["random:sdxl-tiny"]
+    pipe = pipes("random:sdxl-tiny")
     assert sdprobe.text_layers(pipe.unet)[-1] == "OUT5" and last_layer(pipe) == "OUT8"
     with record_features(pipe, ["OUT5"], feature="block") as store:
         a = generate(pipe, PROMPT_A)

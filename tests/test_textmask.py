@@ -336,3 +336,9 @@ def test_attention_that_ignores_custom_masks_is_refused():
     pipe.text_encoder.config._attn_implementation = "flash_attention_2"  # as if loaded that way
     with pytest.raises(ValueError, match="cannot apply a custom mask"):
         encode_prompts(pipe, STORY, mask="hopping")
+
+
+@pytest.mark.parametrize("prompts", [None, 3, "one string"])
+def test_prompts_that_are_not_a_list_of_strings_are_one_line_errors(tiny_pipes, prompts):
+    with pytest.raises(TypeError, match="prompts must be a list of strings"):
+        encode_prompts(tiny_pipes("sd1-tiny"), prompts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sdprobe.toy.evaluate import GATES, KINDS, TARGETS, bars_met, judge
+from sdprobe.toy.evaluate import GATES, KINDS, TARGETS, bars_met, evaluation_prompts, evaluation_scenes, judge, judge_images
 from sdprobe.toy.tokenizer import build_tokenizer
 from sdprobe.toy.world import (
     BACKGROUNDS, DOCUMENT_ANALOGUES, GRASS_ROW, PALETTE, SHAPES, background_array, background_of, caption_corpus,
@@ -127,3 +127,32 @@ def test_bars_met_compares_each_measured_value_with_its_bar():
           "background": {"correct": GATES["background"]}, "vae": {"correct": GATES["vae"] - 0.01}}
     assert bars_met(at) == {"single": True, "pair": False, "count": True, "heatmap_iou": False,
                             "background": True, "vae": False}
+
+
+class _DrawsTheTruth:
+    """A stand-in pipeline that draws each prompt's own ground-truth scene (evaluation seeds)."""
+
+    def __init__(self, kind: str, n: int):
+        self.scenes = {s.caption: s for s in reversed(evaluation_scenes(kind, n))}
+        self.calls = []
+
+    def __call__(self, prompts, num_inference_steps, guidance_scale, generator):
+        self.calls.append((len(prompts), num_inference_steps, guidance_scale))
+        return type("Out", (), {"images": [self.scenes[p].image() for p in prompts]})()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_judging_a_pipeline_that_draws_the_truth_finds_every_image_correct(kind):
+    prompts = evaluation_prompts(kind, 20)
+    pipe = _DrawsTheTruth(kind, 20)
+    verdicts = judge_images(pipe, prompts, steps=7, guidance=3.0, batch=8)
+    assert len(verdicts) == 20 and all(v.correct for v in verdicts)
+    assert all(v.background_correct is not False for v in verdicts)
+    assert pipe.calls == [(8, 7, 3.0), (8, 7, 3.0), (4, 7, 3.0)]  # in batches, with the asked settings
+
+
+def test_a_wrong_picture_is_judged_wrong():
+    scene = next(s for s in evaluation_scenes("single", 10) if s.objects[0].colour in s.caption)
+    other = next(c for c in PALETTE if c != scene.objects[0].colour)
+    verdict = judge(edit_scene(scene, colour=other).image(), scene.caption)
+    assert verdict.judgement.present == (True,) and not verdict.correct

@@ -128,3 +128,15 @@ def test_two_prompts_from_the_same_noise_start_together_and_part_ways():
     assert gap.shape == (4,) and gap[-1] > 0
     with pytest.raises(ValueError, match="differ in length"):
         trajectory_gap(runs[0], type(runs[1])())
+
+
+def test_steps_out_of_range_say_how_many_there_are():
+    pipe = load_pipeline("random:sd1-tiny", scheduler="ddim")
+    with record_trajectory(pipe) as traj:
+        pipe("a dog", num_inference_steps=3, height=64, width=64, generator=generator())
+    with pytest.raises(IndexError, match="x0 3 is out of range: the trajectory holds 3"):
+        traj.decode(pipe, 3, which="x0")
+    with pytest.raises(IndexError, match="latent 9 is out of range: the trajectory holds 4"):
+        traj.step_difference(0, 9)
+    with pytest.raises(ValueError, match="'latent' or 'x0'"):
+        traj.decode(pipe, 0, which="noise")

@@ -34,7 +34,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from sdprobe.book.notebook import REPORT_KEY
+from sdprobe.book.notebook import REPORT_KEY, declared_parameters
 from sdprobe.paths import NOTEBOOKS_DIR, PRESETS_DIR, REPO_ROOT
 from sdprobe.progress import progress, progress_enabled
 
@@ -387,8 +387,6 @@ def plan_batch(
     Raises:
         SelectionError: an unknown notebook or preset, or a malformed preset.
     """
-    from sdprobe.book.notebook import declared_parameters
-
     out = Path(out_dir).resolve()
     runs: list[Run] = []
     for source in select_notebooks(notebooks, notebooks_dir):

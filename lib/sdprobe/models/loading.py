@@ -113,6 +113,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:
     """``"auto"`` is float16 on a GPU and float32 on the CPU; names like ``"bf16"`` are accepted."""
     if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be a floating type (float32, float16 or bfloat16), not {dtype}")
         return dtype
     names = {
         "fp32": torch.float32, "float32": torch.float32,
@@ -193,6 +195,8 @@ def family_of(pipe: DiffusionPipeline) -> str:
 
 def _locate(name: str) -> tuple[str, bool]:
     """Return ``(source, is_local)`` for a model name, or raise a one-line error."""
+    if not name.strip():
+        raise ValueError("model is empty: give 'toy', a folder, a Hub id like 'org/name', or 'random:<family>'")
     if name == "toy":
         folder = MODELS_DIR / "toy"
         if not (folder / "model_index.json").is_file():
@@ -229,12 +233,21 @@ def _load_pretrained(located: tuple[str, bool], label: str, dtype: torch.dtype) 
     index_path = Path(folder) / "model_index.json"
     if not index_path.is_file():
         raise ModelNotAvailableError(f"{folder} is not a diffusers pipeline folder (no model_index.json)")
-    index = json.loads(index_path.read_text())
-    cls = _PIPELINE_CLASSES.get(index.get("_class_name"))
+    try:
+        index = json.loads(index_path.read_text())
+    except json.JSONDecodeError as err:
+        raise ModelNotAvailableError(f"{index_path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    kind = index.get("_class_name") if isinstance(index, dict) else None
+    if not isinstance(kind, str):
+        raise ModelNotAvailableError(f"{index_path}: '_class_name' must name a pipeline class, not {kind!r}")
+    cls = _PIPELINE_CLASSES.get(kind)
     if cls is None:
-        raise ModelNotAvailableError(
-            f"{label!r} is a {index.get('_class_name')}; supported: {sorted(_PIPELINE_CLASSES)}"
-        )
+        raise ModelNotAvailableError(f"{label!r} is a {kind}; supported: {sorted(_PIPELINE_CLASSES)}")
+    for component, spec in index.items():
+        present = isinstance(spec, list) and len(spec) == 2 and spec[0] is not None
+        if present and not (Path(folder) / component).is_dir():
+            raise ModelNotAvailableError(f"{index_path} lists the component {component!r}, "
+                                         f"but its folder {Path(folder) / component} is missing")
     extra: dict[str, Any] = {}
     if "safety_checker" in index:  # the documents' experiments ran without it
         extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}

@@ -140,9 +140,10 @@ class CrossAttentionRecorder:
     ``recorder`` routes them to the trace of the pipeline call now running.
     """
 
-    def __init__(self, recorder: _TraceRecorder, site: CrossAttentionSite):
+    def __init__(self, recorder: _TraceRecorder, site: CrossAttentionSite, outer: CrossAttentionRecorder | None = None):
         self.recorder = recorder
         self.site = site
+        self.outer = outer  # the recorder of an enclosing trace: nested traces both record
 
     def __call__(
         self,
@@ -187,7 +188,10 @@ class CrossAttentionRecorder:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        self.recorder.record(self.site, query, key, attention_mask, attn.scale)
+        recorder: CrossAttentionRecorder | None = self
+        while recorder is not None:
+            recorder.recorder.record(self.site, query, key, attention_mask, attn.scale)
+            recorder = recorder.outer
 
         hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
@@ -352,6 +356,8 @@ class AttentionTrace:
         """Heat maps of several positions at once (all 77 by default): ``[k, h, w]`` float32."""
         half = "uncond" if uncond else "cond"
         source = self._source(half, step, steps)
+        if not source:
+            raise RuntimeError("this trace holds no attention maps: no traced cross-attention layer ran")
         context = next(iter(source.values())).shape[-1]
         indices = list(range(context)) if indices is None else [self._check_index(i, context) for i in indices]
         self._check_image(image)
@@ -531,7 +537,9 @@ def trace_attention(
     encoder = pipe.text_encoder if getattr(pipe, "text_encoder", None) is not None else getattr(pipe, "text_encoder_2", None)
     with PipelineHooks(pipe, "trace_attention", several=several, on_new_call=recorder.new_call) as hooks:
         for site in sites:
-            hooks.processor(unet.get_submodule(site.path), CrossAttentionRecorder(recorder, site))
+            module = unet.get_submodule(site.path)
+            outer = module.processor if isinstance(module.processor, CrossAttentionRecorder) else None
+            hooks.processor(module, CrossAttentionRecorder(recorder, site, outer))
         hooks.pre_hook(unet, recorder.before_unet)
         if encoder is not None:
             hooks.pre_hook(encoder, recorder.before_text_encoder)

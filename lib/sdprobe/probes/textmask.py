@@ -295,6 +295,8 @@ def _tokenize(tokenizer, prompts: Sequence[str], max_length: int) -> tuple[_Toke
 def _check_prompts(prompts: Sequence[str]) -> list[str]:
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, not one string")
+    if not isinstance(prompts, (list, tuple)):
+        raise TypeError(f"prompts must be a list of strings, not {type(prompts).__name__}")
     prompts = list(prompts)
     if not prompts:
         raise ValueError("prompts is empty: give at least one prompt")

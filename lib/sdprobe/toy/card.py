@@ -284,5 +284,31 @@ def _reproduction_lines(reproduction: dict) -> list[str]:
     ]
 
 
-if __name__ == "__main__":
+def record_reproduction(folder: Path, evaluation: Path, into: Path = MODELS_DIR / "toy") -> Path:
+    """Keep what a full ``make toy`` run on the CPU reached, beside the shipped model: its
+    evaluation and its wall time (from ``folder``'s ``timings.jsonl``), as ``reproduction.json``."""
+    timings = [json.loads(line) for line in (folder / "timings.jsonl").read_text().splitlines()]
+    threads = sorted({t["threads"] for t in timings if t.get("device", "cpu") == "cpu" and t["stage"] != "export"})
+    record = {"where": f"CPU, {'/'.join(map(str, threads))} threads",
+              "hours": sum(t["seconds"] for t in timings if t["stage"] != "export") / 3600,
+              "evaluation": json.loads(evaluation.read_text())}
+    path = into / "reproduction.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sdprobe.toy.card", description="Write the toy model's card.")
+    parser.add_argument("--reproduction", nargs=2, type=Path, metavar=("MODEL_FOLDER", "EVALUATION_JSON"),
+                        help="first record what a CPU `make toy` run reached (its exported folder and evaluation)")
+    args = parser.parse_args(argv)
+    if args.reproduction:
+        print(record_reproduction(*args.reproduction))
     print(write_card())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -561,8 +561,7 @@ def export(out: Path = OUT, work: Path = WORK, vae_from: Path | None = None, wei
               "clip": clip_state.get("recipe") if clip_state else None}
     (staging / "recipe.json").write_text(json.dumps({k: v for k, v in recipe.items() if v}, indent=1) + "\n")
     write_training_log(staging, sources, earlier["log"] if earlier else None)
-    if (work / "samples").is_dir():
-        shutil.copytree(work / "samples", staging / "samples")
+    _copy_samples(staging / "samples", work, earlier)
     timings = (earlier["timings"] if earlier else []) + [
         line for f in sources if (f / "timings.jsonl").is_file() for line in (f / "timings.jsonl").read_text().splitlines()]
     if timings:
@@ -573,6 +572,18 @@ def export(out: Path = OUT, work: Path = WORK, vae_from: Path | None = None, wei
     shutil.rmtree(out, ignore_errors=True)
     staging.rename(out)
     return out
+
+
+def _copy_samples(target: Path, work: Path, earlier: dict | None) -> None:
+    """The milestone samples of every stage, named by the step counted from the first stage."""
+    offset = 0
+    if earlier:
+        if (earlier["folder"] / "samples").is_dir():
+            shutil.copytree(earlier["folder"] / "samples", target)
+        offset = max([r["step"] for r in earlier["log"].get("unet", [])] or [0])
+    target.mkdir(exist_ok=True)
+    for png in sorted((work / "samples").glob("step*.png")) if (work / "samples").is_dir() else []:
+        shutil.copy(png, target / f"step{int(png.stem[4:]) + offset:05d}.png")
 
 
 def _earlier_stage(recipe: dict | None) -> dict | None:
@@ -586,14 +597,14 @@ def _earlier_stage(recipe: dict | None) -> dict | None:
     if (folder / "unet.pt").is_file():  # a work folder: its checkpoint and logs
         state = _load(folder / "unet.pt")
         log = {k: v for k, v in training_log([folder]).items() if k in ("unet", "milestones")}
-        return {"recipe": {"unet": [state.get("recipe", {})]}, "log": log, "timings": timings}
+        return {"recipe": {"unet": [state.get("recipe", {})]}, "log": log, "timings": timings, "folder": folder}
     if not (folder / "recipe.json").is_file():
         return None
     earlier = json.loads((folder / "recipe.json").read_text())
     if isinstance(earlier.get("unet"), dict):
         earlier["unet"] = [earlier["unet"]]
     log = json.loads((folder / "training_log.json").read_text()) if (folder / "training_log.json").is_file() else {}
-    return {"recipe": earlier, "log": log, "timings": timings}
+    return {"recipe": earlier, "log": log, "timings": timings, "folder": folder}
 
 
 def _clip_image_processor():

@@ -12,21 +12,23 @@ TAUE (Nagai, Morita, Kitada, Iyatomi, draft "潜在拡散モデルにおける�
    from that noise (:func:`make_seedlings`). Made once, reused for every background sample.
 3. **Transplant**: denoise the background prompt for ``t_transplant`` steps, overwrite each box
    region of the latent with its seedling (rescaled by σ_bg/σ_seedling when ``t_transplant = 0``,
-   as the draft writes), then continue with the full prompt (:func:`transplant`).
+   as the draft writes), then continue with the full prompt (:func:`transplant_seedlings`).
 4. **Region search**: where to put a box given a word's cross-attention map
    (:func:`sdprobe.analysis.heatmaps.search_region`).
 5. **Attention Assignment Score**, which the draft leaves undefined; our definition is
    :func:`sdprobe.analysis.metrics.attention_assignment_score`.
 
-Steps count denoising steps done: step 0 is the initial noise x_T, step ``k`` the latent after
-``k`` scheduler calls (what ``callback_on_step_end`` sees at loop index ``k - 1``). Everything runs
-through stock pipelines: ``latents=``, ``prompt_embeds=`` and ``callback_on_step_end``.
+Steps follow the library's convention (:mod:`sdprobe.probes.hooks`): ``t_crop = k`` and
+``t_transplant = k`` mean "after ``k`` steps", the latent that step ``k`` would denoise (what
+``callback_on_step_end`` sees at loop index ``k - 1``); ``t_transplant = 0`` is the starting noise
+x_T. Everything runs through stock pipelines: ``latents=``, ``prompt_embeds=`` and
+``callback_on_step_end``.
 Boxes are ``(x0, y0, x1, y1)`` fractions of the image side, origin top-left.
 
     layout = load_layout_prompts()[0]          # "A red car and a white sheep.", two boxes
     seeds = make_seedlings(pipe, layout.objects, t_crop=25, num_inference_steps=50)
-    out = transplant(pipe, seeds, prompt=layout.prompt, background_prompt=layout.background,
-                     t_transplant=15, num_images=4)
+    out = transplant_seedlings(pipe, seeds, prompt=layout.prompt, background_prompt=layout.background,
+                               t_transplant=15, num_images=4)
     out.images                                 # four images, one car and one sheep planted each
 
 To see a seedling's green-back object, finish its run: ``pipe(obj.prompt, latents=seeds.noise[k:k+1])``.
@@ -261,7 +263,7 @@ def _sigma_ratio(background: torch.Tensor, seedlings: torch.Tensor) -> torch.Ten
 
 @dataclass
 class TransplantResult:
-    """What :func:`transplant` made.
+    """What :func:`transplant_seedlings` made.
 
     Attributes:
         images: the pipeline's output (PIL images unless ``output_type`` says otherwise).
