@@ -30,7 +30,7 @@ help:
 	@echo "make book   install, execute every notebook on the toy model, build the HTML book into $(BUILD)"
 	@echo "make test   install, build the book from committed outputs, run the library, notebook and page tests"
 	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper'  batch papermill reruns into runs/"
-	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, about two hours)"
+	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, several hours; resumable)"
 
 # torch first and pinned, so the resolver never reaches for a newer CUDA build. daam 0.2.0, the
 # reference the heat-map tests compare against, pins an old diffusers: it comes without its

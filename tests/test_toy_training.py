@@ -102,3 +102,22 @@ def test_export_ships_one_dtype_a_stock_pipeline_loads(vae_work, tmp_path):
     image = pipe("a red dog on the field", num_inference_steps=2, output_type="np").images[0]
     assert image.shape == (128, 128, 3)
     assert json.loads((out / "weights.json").read_text()) == {"unet_and_text_encoder": "raw"}
+
+
+def test_grounding_losses_are_low_when_attention_matches_the_object_and_high_when_it_is_spread():
+    from sdprobe.toy.grounding import grounding_loss, pixel_loss
+
+    masks = torch.zeros(1, 2, 16, 16)
+    masks[0, 0, 4:12, 4:12] = 1
+    tokens = torch.tensor([[[3, 2], [-1, -1]]])  # group 0: shape word at 3, colour at 2; no group 1
+    spread = torch.full((1, 256, 77), 1 / 77)
+    on_object = torch.full((1, 256, 77), 1e-4)
+    on_object[0, :, 0] = 1.0  # everywhere else the start token takes the attention …
+    inside = masks[0, 0].flatten().bool()
+    on_object[0, inside, 0] = 1e-4
+    on_object[0, inside, 3] = 0.5  # … and inside the object the two words share it
+    on_object[0, inside, 2] = 0.5
+    assert grounding_loss([on_object], masks, tokens) < 0.01 < 0.5 < grounding_loss([spread], masks, tokens)
+    assert pixel_loss([on_object], masks, tokens) < pixel_loss([spread], masks, tokens)
+    no_words = torch.full((1, 2, 2), -1)
+    assert grounding_loss([spread], masks, no_words) == 0 and pixel_loss([spread], masks, no_words) == 0

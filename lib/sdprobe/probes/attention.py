@@ -210,7 +210,7 @@ _HALVES = ("cond", "uncond")
 
 
 class AttentionTrace:
-    """The cross-attention of the last pipeline call made inside :func:`trace_attention`.
+    """The cross-attention of one pipeline call made inside :func:`trace_attention`.
 
     Maps are returned on the CPU in float32. ``image`` picks one image of the batch (prompt ``p``,
     copy ``j`` of ``num_images_per_prompt = m`` is image ``p * m + j``, the pipelines' order).
@@ -221,8 +221,7 @@ class AttentionTrace:
         latent_size: ``(h, w)`` of the latents; image size is ``8h x 8w``.
     """
 
-    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], *, keep_steps: bool, keep_heads: bool, uncond: bool,
-                 token_ids: dict[str, torch.Tensor | None] | None = None):
+    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], *, keep_steps: bool, keep_heads: bool, uncond: bool):
         self.pipe = pipe
         self.sites = sites
         self.keep_steps = keep_steps
@@ -232,7 +231,7 @@ class AttentionTrace:
         self._tokenizer = getattr(pipe, encoder_name.replace("text_encoder", "tokenizer"))
         self._sums: dict[str, dict[str, torch.Tensor]] = {h: {} for h in _HALVES}  # path -> [n, heads, L, T]
         self._steps: dict[str, list[dict[str, torch.Tensor]]] = {h: [] for h in _HALVES}  # [step][path] -> [n, (heads,) L, T]
-        self._token_ids: dict[str, torch.Tensor | None] = token_ids or {h: None for h in _HALVES}  # [prompts, T]
+        self._token_ids: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}  # [prompts, T], set by the recorder
         self.timesteps: list[float] = []
         self.latent_size: tuple[int, int] | None = None
         self._images = 0

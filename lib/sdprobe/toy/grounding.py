@@ -9,7 +9,8 @@ trained without grounding: every position got 1–3 % of the attention, the 70 p
 asks each noun's attention to fall inside its segmentation mask, which also improves
 multi-object composition. We use its token term, ``(1 - attention inside / attention total)^2``,
 for the shape word and the colour word of every object (a count's plural word against the union
-of its objects), averaged over the down- and up-block cross-attention layers and heads.
+of its objects), and its pixel term, a binary cross-entropy between the shape word's attention
+and the object's mask, averaged over the down- and up-block cross-attention layers and heads.
 
 The toy world gives exact masks, so the targets are free. What it means for the book: the toy's
 heat maps localise partly *because* it was trained to; chapter 01 says so.
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from sdprobe.toy.world import Scene
 
-__all__ = ["GROUPS", "MASK_SIZE", "attention_maps", "grounding_loss", "grounding_targets"]
+__all__ = ["GROUPS", "MASK_SIZE", "attention_maps", "grounding_loss", "grounding_targets", "pixel_loss"]
 
 #: Object groups per caption: one (single, count) or two (pair).
 GROUPS = 2
@@ -126,4 +127,26 @@ def grounding_loss(maps: list[torch.Tensor], masks: torch.Tensor, tokens: torch.
         a = a.view(*tokens.shape, -1)  # [B, G, 2, HW]
         inside = (a * m[:, :, None]).sum(-1) / a.sum(-1).clamp(min=1e-8)
         terms.append(((1 - inside) ** 2)[valid])
+    return torch.cat(terms).mean()
+
+
+def pixel_loss(maps: list[torch.Tensor], masks: torch.Tensor, tokens: torch.Tensor,
+               keep: torch.Tensor | None = None) -> torch.Tensor:
+    """TokenCompose's pixel term for each object's shape word: the binary cross-entropy between
+    the word's attention probability at each position and the object's mask coverage there, so
+    the word is read all over its object and nowhere else (the token term alone lets its
+    attention gather on part of the object). Arguments as :func:`grounding_loss`."""
+    nouns = tokens[..., 0]  # [B, G]
+    valid = nouns >= 0
+    if keep is not None:
+        valid = valid & keep[:, None]
+    if not valid.any():
+        return maps[0].sum() * 0.0
+    terms = []
+    for probs in maps:
+        side = int(round(probs.shape[1] ** 0.5))
+        m = F.adaptive_avg_pool2d(masks.float(), side).flatten(2)  # [B, G, HW]
+        a = torch.gather(probs.transpose(1, 2), 1, nouns.clamp(min=0)[:, :, None].expand(-1, -1, probs.shape[1]))
+        bce = F.binary_cross_entropy(a.clamp(1e-6, 1 - 1e-6), m, reduction="none").mean(-1)  # [B, G]
+        terms.append(bce[valid])
     return torch.cat(terms).mean()

@@ -40,7 +40,7 @@ from sdprobe.images import to_tensor
 from sdprobe.paths import MODELS_DIR, REPO_ROOT
 from sdprobe.progress import progress, progress_bar
 from sdprobe.toy import architecture as arch
-from sdprobe.toy.grounding import attention_maps, grounding_loss, grounding_targets
+from sdprobe.toy.grounding import attention_maps, grounding_loss, grounding_targets, pixel_loss
 from sdprobe.toy.tokenizer import build_tokenizer
 from sdprobe.toy.world import caption_corpus, sample_scene, world_spec
 
@@ -233,8 +233,8 @@ def ema_decay(step: int, power: float = 0.75, ceiling: float = 0.9999) -> float:
     return min(ceiling, 1.0 - (1.0 + step) ** -power)
 
 
-#: The token grounding loss's weight in ``make toy`` (see :mod:`sdprobe.toy.grounding`).
-GROUNDING_WEIGHT = 0.05
+#: The grounding losses' weights in ``make toy``'s grounding stage (see :mod:`sdprobe.toy.grounding`).
+GROUNDING_WEIGHT, PIXEL_WEIGHT = 0.05, 0.02
 
 #: Steps timed by a run with a time budget: it sets its length after them, still inside the
 #: warm-up, where the learning rate does not depend on the length (so the run equals a fixed-length one).
@@ -246,7 +246,7 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
                milestones: tuple[float, ...] = (500, 1000, 2000, 3000, 4000, 6000, 8000),
                judge_images: int = 32, work: Path = WORK, vae_from: Path | None = None,
                device: str = "cpu", workers: int = 1, minutes: float | None = None,
-               grounding_weight: float = 0.0, init_from: Path | None = None) -> None:
+               grounding_weight: float = 0.0, pixel_weight: float = 0.0, init_from: Path | None = None) -> None:
     """The U-Net and the text encoder together on a pool of VAE latents (see the module docstring).
 
     At each of ``milestones`` (steps, or fractions of the run when below 1) and at the last step,
@@ -254,8 +254,8 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
     scores them (``milestones.jsonl``); at the last step the raw weights are judged too, and the
     checkpoint records which the judge prefers (``judge_images=0`` judges nothing). With
     ``minutes``, the run times its steps :data:`CALIBRATION_STEPS` and then takes as many steps
-    (at most ``steps``) as fit. ``grounding_weight`` adds the token grounding loss of
-    :mod:`sdprobe.toy.grounding`; ``init_from`` starts a new run from the U-Net and text encoder
+    (at most ``steps``) as fit. ``grounding_weight`` and ``pixel_weight`` add the token and pixel
+    grounding losses of :mod:`sdprobe.toy.grounding`; ``init_from`` starts a new run from the U-Net and text encoder
     of an earlier stage (an exported pipeline folder or a work folder) instead of random weights.
     """
     from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -287,7 +287,8 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
     pool = latent_pool(vae, scale, tok, work, pool_size, device=device, workers=workers, shared=vae_from)
     recipe = dict(steps=total, batch=batch, device=str(device), threads=torch.get_num_threads(), pool=pool_size,
                   lr=lr, warmup=warmup, snr_gamma=snr_gamma, noise_offset=noise_offset, empty_captions=drop,
-                  grounding_weight=grounding_weight, init_from=str(init_from) if init_from else None)
+                  grounding_weight=grounding_weight, pixel_weight=pixel_weight,
+                  init_from=str(init_from) if init_from else None)
     noise_sched = DDPMScheduler(**_scheduler_kwargs())
     alphas_cumprod = noise_sched.alphas_cumprod.to(device)
     unet.train(); text.train()
@@ -307,15 +308,17 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
         noisy = noise_sched.add_noise(latents, noise, t)
         for g in opt.param_groups:
             g["lr"] = _lr(step, lr, warmup, total)
-        with attention_maps(unet) if grounding_weight else nullcontext([]) as maps:
+        with attention_maps(unet) if grounding_weight or pixel_weight else nullcontext([]) as maps:
             pred = unet(noisy, t, text(ids).last_hidden_state).sample
         per_image = F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3))
         loss = denoise = (min_snr_weights(alphas_cumprod, t, snr_gamma) * per_image).mean()
-        grounding = torch.zeros(())
-        if grounding_weight:
+        grounding = pixels = torch.zeros(())
+        if grounding_weight or pixel_weight:
             picked = pick.to(device)
-            grounding = grounding_loss(maps, pool["masks"][picked], pool["tokens"][picked], keep)
-            loss = denoise + grounding_weight * grounding
+            masks, tokens = pool["masks"][picked], pool["tokens"][picked]
+            grounding = grounding_loss(maps, masks, tokens, keep) if grounding_weight else grounding
+            pixels = pixel_loss(maps, masks, tokens, keep) if pixel_weight else pixels
+            loss = denoise + grounding_weight * grounding + pixel_weight * pixels
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -323,7 +326,7 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
         with torch.no_grad():  # one fused update of all EMA tensors (as diffusers' EMAModel(foreach=True))
             torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - ema_decay(step))
         _log(work, "unet", {"step": step, "loss": denoise.item(), "mse": per_image.mean().item(),
-                            "grounding": grounding.item()})
+                            "grounding": grounding.item(), "pixels": pixels.item()})
         step += 1
         if minutes is not None and step in CALIBRATION_STEPS:
             if step == CALIBRATION_STEPS[0]:
@@ -371,7 +374,8 @@ def _init_from(folder: Path, unet, text) -> None:
 def train_grounding(steps: int = 2000, *, work: Path = WORK, **options) -> None:
     """``make toy``'s second U-Net stage: continue from the first stage's weights in ``work`` with
     the token grounding loss (:mod:`sdprobe.toy.grounding`), in ``work / "ground"``."""
-    options = {"lr": 2e-4, "warmup": 100, "grounding_weight": GROUNDING_WEIGHT, "milestones": (500, 1000, 1500),
+    options = {"lr": 2e-4, "warmup": 100, "grounding_weight": GROUNDING_WEIGHT, "pixel_weight": PIXEL_WEIGHT,
+               "milestones": (500, 1000, 1500),
                **options}
     train_unet(steps, init_from=work, work=work / "ground", vae_from=work, **options)
 
@@ -688,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grounding", type=float, default=0.0,
                         help="weight of the token grounding loss in the unet stage (the ground stage uses "
                              f"{GROUNDING_WEIGHT}; sdprobe.toy.grounding)")
+    parser.add_argument("--pixels", type=float, default=0.0,
+                        help=f"weight of the pixel grounding loss in the unet stage (the ground stage uses {PIXEL_WEIGHT})")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="start the U-Net stage from an exported pipeline folder (a continuation run)")
     parser.add_argument("--lr", type=float, default=1e-3, help="U-Net peak learning rate")
@@ -721,7 +727,8 @@ def main(argv: list[str] | None = None) -> int:
         elif stage == "unet":
             train_unet(args.unet_steps, batch=args.batch, pool_size=args.pool, judge_images=args.judge_images,
                        work=work, vae_from=args.vae_from, device=args.device, workers=args.workers,
-                       minutes=args.unet_minutes, grounding_weight=args.grounding, init_from=args.init_from,
+                       minutes=args.unet_minutes, grounding_weight=args.grounding, pixel_weight=args.pixels,
+                       init_from=args.init_from,
                        lr=args.lr, warmup=args.warmup, **unet_options)
         elif stage == "ground":
             train_grounding(args.ground_steps, work=work, batch=args.batch, pool_size=args.pool,
