@@ -1,5 +1,7 @@
 """Cross-attention capture and DAAM heat maps.
 
+Example::
+
     with sdprobe.trace_attention(pipe) as trace:
         image = pipe("a dog runs across the field", num_inference_steps=50).images[0]
     trace.word_heatmap("dog")                    # DAAM's global word map  [h, w] float32 (latent size)

@@ -122,7 +122,7 @@ class PromptLayout:
 
     @property
     def used(self) -> int:
-        """Tokens before the padding: start, all words, ``N - 1`` separators and the end token."""
+        """The number of tokens before the padding (start, all words, ``N - 1`` separators and the end token)."""
         return sum(self.lengths) + len(self.lengths) + 1
 
     @property

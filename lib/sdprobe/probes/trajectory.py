@@ -1,5 +1,7 @@
 """Record the denoising trajectory of a pipeline call: x_t at every step and the predicted x0.
 
+Example::
+
     with sdprobe.record_trajectory(pipe) as traj:
         image = pipe(prompt, num_inference_steps=20).images[0]
     traj.latents[0]       # x_T, the input of step 0                      [B, 4, h, w] (CPU)

@@ -90,11 +90,11 @@ def _colour_of(detections: Sequence[Detection], wanted: str | None) -> str | Non
 
 KINDS = ("single", "pair", "count")
 
-#: What the toy model must reach (the model card's gates): the VAE round trip judged correct,
+#: The model card's gates, what the toy model must reach. In order, the VAE round trip judged correct,
 #: one object in its shape and colour, the background the prompt names, and the mean IoU of the
 #: object word's heat map with the object (one-object prompts).
 GATES: dict[str, float] = {"vae": 0.97, "single": 0.9, "background": 0.9, "heatmap_iou": 0.5}
-#: What it aims at beyond the gates: both objects of a pair in their colours (Stable Diffusion 2.1
+#: The targets beyond the gates. Both objects of a pair in their colours (Stable Diffusion 2.1
 #: scores about 0.5 on GenEval's two-object task) and counts of two and three.
 TARGETS: dict[str, float] = {"pair": 0.4, "count": 0.4}
 

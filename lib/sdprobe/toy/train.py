@@ -236,7 +236,7 @@ def ema_decay(step: int, power: float = 0.75, ceiling: float = 0.9999) -> float:
 #: The grounding losses' weights in ``make toy``'s grounding stage (see :mod:`sdprobe.toy.grounding`).
 GROUNDING_WEIGHT, PIXEL_WEIGHT = 0.05, 0.02
 
-#: Steps timed by a run with a time budget: it sets its length after them, still inside the
+#: The steps a run with a time budget times. It sets its length after them, still inside the
 #: warm-up, where the learning rate does not depend on the length (so the run equals a fixed-length one).
 CALIBRATION_STEPS = (20, 70)
 

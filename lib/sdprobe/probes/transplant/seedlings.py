@@ -23,7 +23,7 @@ Steps follow the library's convention (:mod:`sdprobe.probes.hooks`): ``t_crop = 
 ``callback_on_step_end`` sees at loop index ``k - 1``); ``t_transplant = 0`` is the starting noise
 x_T. Everything runs through stock pipelines: ``latents=``, ``prompt_embeds=`` and
 ``callback_on_step_end``.
-Boxes are ``(x0, y0, x1, y1)`` fractions of the image side, origin top-left.
+Boxes are ``(x0, y0, x1, y1)`` fractions of the image side, origin top-left. For example::
 
     layout = load_layout_prompts()[0]          # "A red car and a white sheep.", two boxes
     seeds = make_seedlings(pipe, layout.objects, t_crop=25, num_inference_steps=50)
