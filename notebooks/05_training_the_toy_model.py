@@ -91,8 +91,7 @@ TOY = MODELS_DIR / "toy"
 
 # %%
 scenes = [sample_scene(P.seed + i) for i in range(P.world_samples)]
-plots.image_grid([s.image() for s in scenes], [s.caption.replace(" and ", "\nand ").replace(" next to ", "\nnext to ")
-                                               for s in scenes],
+plots.image_grid([s.image() for s in scenes], [s.caption for s in scenes],
                  cols=min(6, len(scenes)), size=1.8, title="Fig. 1 — scenes of the toy world, with their captions")
 
 # %%
@@ -242,8 +241,8 @@ print("grounding loss by step:", [round(r["grounding"], 3) for r in live["unet"]
 
 # %%
 strips = sorted((TOY / "samples").glob("step*.png"))
-plots.image_grid([Image.open(p) for p in strips], [f"after {int(p.stem[4:])} steps" for p in strips], cols=1,
-                 size=2.2 if strips else 1, title="Fig. 5 — " + " | ".join(train.SAMPLE_PROMPTS))
+plots.image_rows([Image.open(p) for p in strips], [f"after {int(p.stem[4:]):,} steps" for p in strips],
+                 columns=train.SAMPLE_PROMPTS, width=6.0, title="Fig. 5 — four fixed prompts through training")
 
 # %% [markdown]
 # ## 5. How well it draws what it is asked for
@@ -277,7 +276,7 @@ for kind in ("single", "pair", "count"):
     for image, prompt in zip(images, prompts):
         verdict = judge(image, prompt)
         shown.append(image)
-        titles.append(("✓ " if verdict.correct else "✗ ") + prompt.replace(" and ", "\nand ").replace(" next to ", "\nnext to "))
+        titles.append(("✓ " if verdict.correct else "✗ ") + prompt)
 plots.image_grid(shown, titles, cols=P.judged_images, size=2.0, title=f"Fig. 6 — judged samples ({MODEL}, {P.sample_steps} DPM-Solver++ steps)")
 
 # %% [markdown]

@@ -39,6 +39,18 @@ def test_toy_generates_the_same_128_pixel_image_for_a_seed(toy):
     assert np.array_equal(first, run())
 
 
+@pytest.mark.parametrize("scheduler", ["ddim", "dpm", "euler"])
+def test_toy_draws_the_asked_object_with_every_chapter_sampler(scheduler):
+    # DDIM built from a config without SD 1.x's clip_sample=false clips x0 to [-1, 1] and draws noise.
+    from sdprobe.toy.evaluate import judge
+
+    pipe = sdprobe.load_pipeline("toy", device="cpu", scheduler=scheduler)
+    prompts = ["a red square on the field", "a white dog in the snow", "a blue circle by the river"]
+    images = pipe(prompts, num_inference_steps=20,
+                  generator=[torch.Generator().manual_seed(k) for k in range(len(prompts))]).images
+    assert sum(judge(image, prompt).correct for image, prompt in zip(images, prompts)) >= 2
+
+
 def test_toy_weights_are_safetensors_within_30_mb():
     weights = list(TOY.rglob("*.safetensors"))
     assert weights and not list(TOY.rglob("*.bin"))

@@ -8,6 +8,7 @@ so ours carries its own PNG representation for Jupyter, papermill and the book.
 from __future__ import annotations
 
 import io
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from PIL import Image
 from sdprobe.analysis.heatmaps import normalize_heatmap, resize_heatmap
 from sdprobe.images import to_array, to_pil
 
-__all__ = ["BookFigure", "heatmap_overlay", "image_grid", "latent_channels", "line_plot", "mask_figure", "new_figure",
+__all__ = ["BookFigure", "heatmap_overlay", "image_grid", "image_rows", "latent_channels", "line_plot", "mask_figure", "new_figure",
            "overlay_figure", "to_pil"]
 
 PNG_DPI = 100
@@ -68,9 +69,55 @@ def image_grid(
         else:
             ax.imshow(to_pil(img))
         if titles is not None:
-            ax.set_title(titles[i], fontsize=9)
+            ax.set_title(fit_title(titles[i], size), fontsize=9)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(fit_title(title, size * cols, chars_per_inch=11))
+    return fig
+
+
+def fit_title(text: str, inches: float, *, chars_per_inch: float = 14) -> str:
+    """Wrap each line of ``text`` to the width of ``inches`` so that neighbouring titles never overlap."""
+    width = max(8, int(inches * chars_per_inch))
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def image_rows(
+    images: Sequence[Image.Image | np.ndarray],
+    labels: Sequence[str],
+    *,
+    columns: Sequence[str] | None = None,
+    width: float = 8.0,
+    title: str | None = None,
+) -> Figure:
+    """Stack wide images (strips of equal size) one per row, each labelled on its left.
+
+    Args:
+        images: the strips, all of one size; each holds ``len(columns)`` panels side by side.
+        labels: one label per strip.
+        columns: optional titles of the panels, written above the first strip.
+    """
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    pictures = [to_pil(image) for image in images]
+    aspect = pictures[0].height / pictures[0].width
+    head = (0.5 if title else 0.0) + (0.45 if columns else 0.0)
+    fig = new_figure(figsize=(width, width * aspect * len(pictures) * 1.08 + head), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(len(pictures), 1, squeeze=False)).ravel()
+    for k, (ax, picture, label) in enumerate(zip(axes, pictures, labels)):
+        ax.imshow(picture)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        if k == 0 and columns:
+            step = picture.width / len(columns)
+            ax.xaxis.tick_top()
+            ax.set_xticks([(c + 0.5) * step for c in range(len(columns))],
+                          [fit_title(c, width / len(columns)) for c in columns], fontsize=8)
+            ax.tick_params(length=0)
+    if title:
+        fig.suptitle(fit_title(title, width, chars_per_inch=11))
     return fig
 
 

@@ -40,6 +40,20 @@ SCHEDULER: dict[str, Any] = dict(
     prediction_type="epsilon", set_alpha_to_one=False, skip_prk_steps=True, steps_offset=1,
 )
 
+
+def make_scheduler():
+    """The toy's shipped scheduler: SD 1.x's PNDM, with SD 1.x's ``clip_sample: false`` in its config.
+
+    PNDM ignores that key, but DDIM built from the config (``load_pipeline(..., scheduler="ddim")``)
+    reads it; its default, clipping the predicted x0 to [-1, 1], wrecks the toy's images, whose
+    latents reach beyond 1.
+    """
+    from diffusers import PNDMScheduler
+
+    scheduler = PNDMScheduler(**SCHEDULER)
+    scheduler.register_to_config(clip_sample=False)
+    return scheduler
+
 CLIP_TEXT: dict[str, Any] = dict(
     hidden_size=TEXT_WIDTH, intermediate_size=4 * TEXT_WIDTH, num_attention_heads=4, num_hidden_layers=3,
     max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=64,

@@ -400,10 +400,10 @@ def _milestone(work: Path, step: int, final: bool, vae, unet, text, params, ema,
 
 
 def _pipeline(vae, unet, text, tok, scale: float, scheduler: str = "dpm"):
-    from diffusers import DPMSolverMultistepScheduler, PNDMScheduler, StableDiffusionPipeline
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     vae.register_to_config(scaling_factor=scale)  # the pipeline decodes with the VAE's own factor
-    pndm = PNDMScheduler(**arch.SCHEDULER)
+    pndm = arch.make_scheduler()
     sched = DPMSolverMultistepScheduler.from_config(pndm.config) if scheduler == "dpm" else pndm
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text.eval(), tokenizer=tok, unet=unet.eval(),
                                    scheduler=sched, safety_checker=None, feature_extractor=None,
@@ -521,7 +521,7 @@ def export(out: Path = OUT, work: Path = WORK, vae_from: Path | None = None, wei
     them in fp32 unless told otherwise); the text encoders, a few hundred kB, in fp32, so that a
     stock ``from_pretrained`` without a dtype gives one dtype throughout.
     """
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPConfig, CLIPModel, CLIPTextConfig, CLIPTextModel
 
     state = _load(work / "unet.pt")
@@ -543,7 +543,7 @@ def export(out: Path = OUT, work: Path = WORK, vae_from: Path | None = None, wei
             for p, e in zip(list(unet.parameters()) + list(text.parameters()), state["ema"]):
                 p.copy_(e)
     pipe = StableDiffusionPipeline(vae=vae.half(), text_encoder=text, tokenizer=tok, unet=unet.half(),
-                                   scheduler=PNDMScheduler(**arch.SCHEDULER), safety_checker=None,
+                                   scheduler=arch.make_scheduler(), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(staging, safe_serialization=True)
     sources = list(dict.fromkeys([work, vae_from or work]))  # the U-Net's folder first, then the VAE's
