@@ -51,7 +51,7 @@ def test_scenes_render_the_same_with_any_number_of_workers():
     two = list(train.render_scenes(seeds, workers=2, chunk=5))
     assert [len(part[1]) for part in one] == [5, 5, 2]
     arrays, captions, masks, tokens = train._render(seeds)
-    for k, whole in enumerate((arrays, masks, tokens)):
+    for k, whole in ((0, arrays), (2, masks), (3, tokens)):
         assert np.array_equal(np.concatenate([part[k] for part in one]), whole)
         assert np.array_equal(np.concatenate([part[k] for part in two]), whole)
     assert [c for part in one for c in part[1]] == captions

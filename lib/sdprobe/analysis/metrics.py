@@ -390,7 +390,7 @@ def attention_assignment_score(
 
     The draft describes AAS as how well the cross-attention of an attribute word agrees with that
     of the object it belongs to during generation. We define, for attribute maps ``A_k`` and noun
-    maps ``N_k`` (object ``k``, step ``s``), each normalised to sum to 1 over the cells:
+    maps ``N_k`` (object ``k``, step ``s``), each normalised to sum to 1 over the cells::
 
         overlap_k(s) = sum_cells min(A_k(s), N_k(s))          (histogram intersection, in [0, 1])
         AAS          = mean_k mean_s overlap_k(s)

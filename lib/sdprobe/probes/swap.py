@@ -1,5 +1,7 @@
 """Record U-Net intermediate features in one run and swap them into another (Yamada, ch. 04).
 
+Example::
+
     with sdprobe.record_features(pipe, layers=["OUT3", "OUT4"]) as store:
         a = pipe(prompt_a, generator=torch.Generator().manual_seed(1111)).images[0]
     with sdprobe.swap_features(pipe, store, layers=["OUT3", "OUT4"], steps=range(0, 20)):

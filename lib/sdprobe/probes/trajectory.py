@@ -5,7 +5,7 @@ Example::
     with sdprobe.record_trajectory(pipe) as traj:
         image = pipe(prompt, num_inference_steps=20).images[0]
     traj.latents[0]       # x_T, the input of step 0                      [B, 4, h, w] (CPU)
-    traj.latents[-1]      # the final latent, decoded into ``image``
+    traj.latents[-1]      # the final latent, decoded into image
     traj.x0[k]            # the clean latent predicted at step k
     traj.decode(pipe, k, which="x0")
 

@@ -4,7 +4,7 @@ For a prompt such as ``"a red square and a white dog on the field"`` the judge p
 asked (:func:`~sdprobe.toy.world.parse_prompt`), finds the palette-coloured objects in the image
 (:func:`~sdprobe.toy.world.segment`), decides object by object whether it is there and in which
 colour, and names the background (:func:`~sdprobe.toy.world.background_of`). Prompts come from
-held-out scene seeds (below the training seeds).
+held-out scene seeds (below the training seeds). From the shell::
 
     python -m sdprobe.toy.evaluate --images 128     # writes data/models/toy/evaluation.json
 

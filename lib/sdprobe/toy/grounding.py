@@ -120,14 +120,18 @@ def grounding_loss(maps: list[torch.Tensor], masks: torch.Tensor, tokens: torch.
         return maps[0].sum() * 0.0
     terms = []
     for probs in maps:
-        side = int(round(probs.shape[1] ** 0.5))
-        m = F.adaptive_avg_pool2d(masks.float(), side).flatten(2)  # [B, G, HW]
+        m = _coverage(masks, probs)  # [B, G, HW]
         index = tokens.clamp(min=0)  # [B, G, 2]
         a = torch.gather(probs.transpose(1, 2), 1, index.flatten(1)[:, :, None].expand(-1, -1, probs.shape[1]))
         a = a.view(*tokens.shape, -1)  # [B, G, 2, HW]
         inside = (a * m[:, :, None]).sum(-1) / a.sum(-1).clamp(min=1e-8)
         terms.append(((1 - inside) ** 2)[valid])
     return torch.cat(terms).mean()
+
+
+def _coverage(masks: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Object masks ``[B, G, 16, 16]`` pooled to the square map of ``probs`` ``[B, HW, T]``: ``[B, G, HW]``."""
+    return F.adaptive_avg_pool2d(masks.float(), int(round(probs.shape[1] ** 0.5))).flatten(2)
 
 
 def pixel_loss(maps: list[torch.Tensor], masks: torch.Tensor, tokens: torch.Tensor,
@@ -144,8 +148,7 @@ def pixel_loss(maps: list[torch.Tensor], masks: torch.Tensor, tokens: torch.Tens
         return maps[0].sum() * 0.0
     terms = []
     for probs in maps:
-        side = int(round(probs.shape[1] ** 0.5))
-        m = F.adaptive_avg_pool2d(masks.float(), side).flatten(2)  # [B, G, HW]
+        m = _coverage(masks, probs)  # [B, G, HW]
         a = torch.gather(probs.transpose(1, 2), 1, nouns.clamp(min=0)[:, :, None].expand(-1, -1, probs.shape[1]))
         bce = F.binary_cross_entropy(a.clamp(1e-6, 1 - 1e-6), m, reduction="none").mean(-1)  # [B, G]
         terms.append(bce[valid])

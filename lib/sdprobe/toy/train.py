@@ -2,18 +2,18 @@
 
 Stages, each deterministic from its seed and resumable from its checkpoint in ``.toytrain/``:
 
-``vae``    an 8×-downsampling AutoencoderKL, on 64-pixel crops and then whole scenes: L1 with
-           object pixels and a band around each outline weighted up, an L1 on image gradients
-           (edges stay sharp) and a small KL term, as in the latent diffusion paper's
-           autoencoders but without the GAN;
-``unet``   the U-Net and the CLIP text encoder together, on VAE latents of a pool of training
-           scenes, with SD's epsilon objective weighted by Min-SNR-γ, offset noise, 10 % empty
-           captions for classifier-free guidance, warm-up then cosine decay, and an exponential
-           moving average (EMA) of the weights; judged samples at milestones;
-``clip``   a small CLIP (contrastive image-text model) for the toy CLIP score, independent of
-           the generator;
-``export`` the diffusers pipeline into ``data/models/toy`` (U-Net and VAE in fp16 safetensors,
-           text encoders in fp32), plus ``clip/``, ``world.json`` and the training log.
+* ``vae``: an 8×-downsampling AutoencoderKL, on 64-pixel crops and then whole scenes: L1 with
+  object pixels and a band around each outline weighted up, an L1 on image gradients (edges stay
+  sharp) and a small KL term, as in the latent diffusion paper's autoencoders but without the GAN.
+* ``clip``: a small CLIP (contrastive image-text model) for the toy CLIP score, independent of
+  the generator.
+* ``unet``: the U-Net and the CLIP text encoder together, on VAE latents of a pool of training
+  scenes, with SD's epsilon objective weighted by Min-SNR-γ, offset noise, 10 % empty captions
+  for classifier-free guidance, warm-up then cosine decay, and an exponential moving average
+  (EMA) of the weights; judged samples at milestones.
+* ``ground``: the U-Net continued with the grounding losses of :mod:`sdprobe.toy.grounding`.
+* ``export``: the diffusers pipeline into ``data/models/toy`` (U-Net and VAE in fp16
+  safetensors, text encoders in fp32), plus ``clip/``, ``world.json`` and the training log.
 
 Scenes are drawn from seeds; no dataset is stored. ``--device cuda`` trains the same recipe on
 a GPU (the arithmetic differs, so the weights do not match a CPU run bit for bit).
