@@ -18,6 +18,20 @@ def test_import_sdprobe_loads_neither_matplotlib_nor_pandas():
     assert out.strip() == "[]"
 
 
+def test_a_chapters_first_import_does_not_load_diffusers_or_torch():
+    # Every chapter and batch run starts with sdprobe.book.notebook; the model stack loads on first use.
+    code = ("import sys, sdprobe, sdprobe.book.notebook; "
+            "print(sorted(m for m in ('diffusers', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_top_level_name_resolves_and_is_listed():
+    for name in sdprobe.__all__:
+        assert getattr(sdprobe, name) is not None, name
+    assert set(sdprobe.__all__) <= set(dir(sdprobe))
+
+
 def test_the_top_level_names_still_work():
     for name in ("load_pipeline", "trace_attention", "record_trajectory", "record_features", "swap_features",
                  "encode_prompts", "layer_map", "text_layers", "mask_figure", "SecondCallError"):

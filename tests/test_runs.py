@@ -48,6 +48,12 @@ def test_grid_points_are_the_cartesian_product_in_axis_order():
         parse_grid(["seed"])
 
 
+@pytest.mark.parametrize("spec", ["2x=1", "a-b=1", "steps x=1,2"])
+def test_a_grid_key_that_is_not_a_parameter_name_is_refused(spec):
+    with pytest.raises(SelectionError, match="is not a parameter name"):
+        parse_grid([spec])
+
+
 def test_run_names_are_readable_safe_and_unique():
     assert run_name({}) == "base"
     assert run_name({"steps": 20, "seed": 1}) == "seed=1_steps=20"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -280,6 +281,19 @@ def test_same_noise_makes_equal_prompts_equal_images_and_the_control_does_not(ti
     assert (shared[0] == shared[1]).all()
     assert not (control[0] == control[1]).all()
     assert (control[0] == shared[0]).all()
+
+
+def test_batched_rendering_draws_the_images_of_one_call_per_prompt(tiny_pipes):
+    pipe = tiny_pipes("sd1-tiny")
+    embeds = encode_prompts(pipe, STORY, mask="hopping")
+    run = dict(seed=2, same_noise=False, num_inference_steps=2, height=64, width=64, output_type="np")
+    one_by_one = generate_per_prompt(pipe, embeds, batch_size=1, **run)
+    batched = generate_per_prompt(pipe, embeds, batch_size=2, **run)
+    assert len(batched) == len(STORY)
+    for a, b in zip(one_by_one, batched):
+        assert np.abs(a - b).max() < 1e-3
+    with pytest.raises(ValueError, match="batch_size must be at least 1"):
+        generate_per_prompt(pipe, embeds, batch_size=0, **run)
 
 
 # ----------------------------------------------------------------------------- figure

@@ -73,10 +73,11 @@ def test_an_interrupted_unet_run_resumes_to_the_same_weights(vae_work, tmp_path)
     options = dict(batch=2, pool_size=16, milestones=(), judge_images=1, vae_from=vae_work, warmup=2)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train.train_unet(steps=4, work=whole, **options)
-    train.train_unet(steps=2, work=parts, **options)
+    quiet = {**options, "judge_images": 0}  # judging draws images after training: it cannot change the weights
+    train.train_unet(steps=2, work=parts, **quiet)
     state = torch.load(parts / "unet.pt", weights_only=False)
     torch.save({**state, "total": 4}, parts / "unet.pt")  # as if stopped at step 2 of 4
-    train.train_unet(steps=4, work=parts, **options)
+    train.train_unet(steps=4, work=parts, **quiet)
     (a_state, a), (b_state, b) = _unet_weights(whole), _unet_weights(parts)
     assert a_state["step"] == b_state["step"] == 4
     assert torch.equal(a, b)
@@ -86,7 +87,7 @@ def test_an_interrupted_unet_run_resumes_to_the_same_weights(vae_work, tmp_path)
 
 
 def test_a_time_budget_stops_early_and_never_runs_past_the_step_limit(vae_work, tmp_path):
-    train.train_unet(steps=200, batch=1, pool_size=8, milestones=(), judge_images=1, vae_from=vae_work,
+    train.train_unet(steps=200, batch=1, pool_size=8, milestones=(), judge_images=0, vae_from=vae_work,
                      work=tmp_path, warmup=100, minutes=0.0)
     state = torch.load(tmp_path / "unet.pt", weights_only=False)
     assert state["step"] == state["total"] == train.CALIBRATION_STEPS[1]
@@ -121,3 +122,16 @@ def test_grounding_losses_are_low_when_attention_matches_the_object_and_high_whe
     assert pixel_loss([on_object], masks, tokens) < pixel_loss([spread], masks, tokens)
     no_words = torch.full((1, 2, 2), -1)
     assert grounding_loss([spread], masks, no_words) == 0 and pixel_loss([spread], masks, no_words) == 0
+
+
+def test_training_curves_name_where_a_later_stage_begins():
+    from sdprobe.toy import card
+
+    row = {"weights": "ema", "single": 0.5, "pair": 0.1, "count": 0.2, "single_background": 0.9}
+    log = {"milestones": [{**row, "step": 100, "stage": 1}, {**row, "step": 200, "stage": 1},
+                          {**row, "step": 300, "stage": 2}],
+           "unet": [{"step": s, "loss": 1.0 / s, "stage": 1 if s <= 200 else 2} for s in (100, 200, 300)]}
+    _, labels = card.learning_curves(log).axes[0].get_legend_handles_labels()
+    assert labels[-1] == "stage 2 begins" and labels.count("stage 2 begins") == 1
+    noise_panel = card.loss_curves(log).axes[0]
+    assert noise_panel.get_legend_handles_labels()[1] == ["stage 2 begins"]

@@ -20,30 +20,38 @@ pipeline call (PNDM makes ``steps + 1`` of them, every other scheduler ``steps``
 """
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sdprobe import _quiet
 
 _quiet.install()
 
-from sdprobe.models import ModelNotAvailableError, family_of, load_pipeline, model_label  # noqa: E402
-from sdprobe.models.layers import Layer, layer_map, resolve_layers, text_layers  # noqa: E402
-from sdprobe.models.tokens import PromptTooLongError, WordNotInPromptError  # noqa: E402
-from sdprobe.probes.attention import AttentionTrace, trace_attention  # noqa: E402
-from sdprobe.probes.hooks import SecondCallError  # noqa: E402
-from sdprobe.probes.swap import (  # noqa: E402
-    FeatureStore, StoreMismatchError, estimate_store_nbytes, record_features, swap_features,
-)
-from sdprobe.probes.textmask import (  # noqa: E402
-    MASK_KINDS, PromptEmbeds, PromptLayout, build_mask, encode_prompts, generate_per_prompt, prompt_layout,
-)
-from sdprobe.probes.trajectory import Trajectory, record_trajectory  # noqa: E402
-
 __version__ = "0.2.0"
 
-#: Names reached as ``sdprobe.<name>`` but loaded only when first used (they pull in matplotlib,
-#: pandas or papermill): the modules of the rooms by their short names, and ``mask_figure``.
-_LAZY = {
+#: Where each top-level name lives. Nothing is imported until a name is first used, so
+#: ``import sdprobe.book.notebook`` (every chapter's first cell, every batch run) does not pay for
+#: diffusers, and ``import sdprobe`` loads neither matplotlib nor pandas.
+_NAMES = {
+    "ModelNotAvailableError": "sdprobe.models", "family_of": "sdprobe.models", "load_pipeline": "sdprobe.models",
+    "model_label": "sdprobe.models",
+    "Layer": "sdprobe.models.layers", "layer_map": "sdprobe.models.layers", "resolve_layers": "sdprobe.models.layers",
+    "text_layers": "sdprobe.models.layers",
+    "PromptTooLongError": "sdprobe.models.tokens", "WordNotInPromptError": "sdprobe.models.tokens",
+    "AttentionTrace": "sdprobe.probes.attention", "trace_attention": "sdprobe.probes.attention",
+    "SecondCallError": "sdprobe.probes.hooks",
+    "FeatureStore": "sdprobe.probes.swap", "StoreMismatchError": "sdprobe.probes.swap",
+    "estimate_store_nbytes": "sdprobe.probes.swap", "record_features": "sdprobe.probes.swap",
+    "swap_features": "sdprobe.probes.swap",
+    "MASK_KINDS": "sdprobe.probes.textmask", "PromptEmbeds": "sdprobe.probes.textmask",
+    "PromptLayout": "sdprobe.probes.textmask", "build_mask": "sdprobe.probes.textmask",
+    "encode_prompts": "sdprobe.probes.textmask", "generate_per_prompt": "sdprobe.probes.textmask",
+    "prompt_layout": "sdprobe.probes.textmask",
+    "Trajectory": "sdprobe.probes.trajectory", "record_trajectory": "sdprobe.probes.trajectory",
+    "mask_figure": "sdprobe.book.plots",
+}
+
+#: The rooms and the most used modules, by their short names.
+_MODULES = {
     "analysis": "sdprobe.analysis", "book": "sdprobe.book", "models": "sdprobe.models", "probes": "sdprobe.probes",
     "toy": "sdprobe.toy", "notebook": "sdprobe.book.notebook", "plots": "sdprobe.book.plots",
     "runs": "sdprobe.book.runs", "metrics": "sdprobe.analysis.metrics", "heatmaps": "sdprobe.analysis.heatmaps",
@@ -54,11 +62,34 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name == "mask_figure":
-        return import_module("sdprobe.book.plots").mask_figure
-    if name in _LAZY:
-        return import_module(_LAZY[name])
-    raise AttributeError(f"module 'sdprobe' has no attribute {name!r}")
+    if name in _NAMES:
+        value = getattr(import_module(_NAMES[name]), name)
+    elif name in _MODULES:
+        value = import_module(_MODULES[name])
+    else:
+        raise AttributeError(f"module 'sdprobe' has no attribute {name!r}")
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES, *_MODULES})
+
+
+if TYPE_CHECKING:  # what editors and type checkers see
+    from sdprobe.book.plots import mask_figure
+    from sdprobe.models import ModelNotAvailableError, family_of, load_pipeline, model_label
+    from sdprobe.models.layers import Layer, layer_map, resolve_layers, text_layers
+    from sdprobe.models.tokens import PromptTooLongError, WordNotInPromptError
+    from sdprobe.probes.attention import AttentionTrace, trace_attention
+    from sdprobe.probes.hooks import SecondCallError
+    from sdprobe.probes.swap import (
+        FeatureStore, StoreMismatchError, estimate_store_nbytes, record_features, swap_features,
+    )
+    from sdprobe.probes.textmask import (
+        MASK_KINDS, PromptEmbeds, PromptLayout, build_mask, encode_prompts, generate_per_prompt, prompt_layout,
+    )
+    from sdprobe.probes.trajectory import Trajectory, record_trajectory
 
 
 __all__ = [

@@ -358,13 +358,19 @@ class PromptEmbeds:
 
     def pipe_kwargs(self, index: int) -> dict[str, torch.Tensor]:
         """The embedding keywords for a pipeline call that renders prompt ``index`` alone."""
+        return self.batch_kwargs([index])
+
+    def batch_kwargs(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """The embedding keywords for one pipeline call that renders the prompts ``indices``:
+        ``prompt_embeds`` ``[len(indices), 77, d]`` and the empty prompt's embeddings repeated."""
+        rows, n = list(indices), len(indices)
         kwargs = {
-            "prompt_embeds": self.prompt_embeds[index : index + 1],
-            "negative_prompt_embeds": self.negative_embeds,
+            "prompt_embeds": self.prompt_embeds[rows],
+            "negative_prompt_embeds": self.negative_embeds.expand(n, -1, -1),
         }
         if self.pooled is not None:
-            kwargs["pooled_prompt_embeds"] = self.pooled[index : index + 1]
-            kwargs["negative_pooled_prompt_embeds"] = self.negative_pooled
+            kwargs["pooled_prompt_embeds"] = self.pooled[rows]
+            kwargs["negative_pooled_prompt_embeds"] = self.negative_pooled.expand(n, -1)
         return kwargs
 
 
@@ -472,9 +478,13 @@ def generate_per_prompt(
     *,
     seed: int = 0,
     same_noise: bool = True,
+    batch_size: int = 8,
     **pipe_kwargs: Any,
 ) -> list[Image.Image]:
-    """Render every prompt of ``embeds`` with the stock pipeline, one call each.
+    """Render every prompt of ``embeds`` with the stock pipeline, ``batch_size`` prompts a call.
+
+    Prompt ``k`` starts from the noise of its own generator, so the images are those of one call
+    per prompt (up to float rounding in batched arithmetic) whatever the batch size.
 
     Args:
         pipe: the pipeline the embeddings came from.
@@ -483,14 +493,18 @@ def generate_per_prompt(
         same_noise: ``True`` starts every prompt from the same noise (seed ``seed``), as the
             authors did; ``False`` uses seed ``seed + k`` for prompt ``k`` (the control: shared
             noise alone makes images alike).
+        batch_size: prompts drawn per pipeline call (the toy model draws a batch of 8 about three
+            times faster than one image at a time on a CPU).
         **pipe_kwargs: passed on (``num_inference_steps``, ``guidance_scale``, ``height``…).
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     device = pipe.device
     images = []
-    for k in range(len(embeds)):
-        gen = torch.Generator(device=device).manual_seed(seed if same_noise else seed + k)
-        out = pipe(**embeds.pipe_kwargs(k), generator=gen, **pipe_kwargs)
-        images.append(out.images[0])
+    for start in range(0, len(embeds), batch_size):
+        chunk = range(start, min(start + batch_size, len(embeds)))
+        gens = [torch.Generator(device=device).manual_seed(seed if same_noise else seed + k) for k in chunk]
+        images.extend(pipe(**embeds.batch_kwargs(chunk), generator=gens, **pipe_kwargs).images)
     return images
 
 

@@ -72,12 +72,11 @@ def bars_table(evaluation: dict) -> list[dict]:
 
 
 def _stage_marks(ax, rows: list[dict]) -> None:
-    """A dotted line where each U-Net stage after the first begins."""
+    """A dotted line where each U-Net stage after the first begins, named in the legend (a label
+    on the plot would sit on a curve or the title)."""
     for before, after in zip(rows, rows[1:]):
         if after.get("stage", 1) != before.get("stage", 1):
-            ax.axvline(before["step"], color="grey", linestyle=":", linewidth=1)
-            ax.annotate(f"stage {after['stage']}", (before["step"], 0.98), xycoords=("data", "axes fraction"),
-                        fontsize=8, ha="left", va="top")
+            ax.axvline(before["step"], color="grey", linestyle=":", linewidth=1, label=f"stage {after['stage']} begins")
 
 
 def learning_curves(log: dict, *, title: str = "Judged at milestones (EMA weights, 32–64 prompts per kind)"):
@@ -90,11 +89,12 @@ def learning_curves(log: dict, *, title: str = "Judged at milestones (EMA weight
     fig = line_plot([r["step"] for r in rows], series, xlabel="U-Net training step", ylabel="share correct",
                     title=title, size=(6.4, 3.0))
     ax = fig.axes[0]
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(0, 1.06)  # markers at 1.0 stay whole
     for line in ax.lines:
         line.set_marker("o")
         line.set_markersize(3)
     _stage_marks(ax, rows)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)  # off the curves
     return fig
 
 
@@ -106,8 +106,10 @@ def loss_curves(log: dict):
               ("unet", "grounding", "U-Net: grounding loss"), ("clip", "loss", "CLIP: contrastive loss")]
     panels = [(stage, key, label) for stage, key, label in panels
               if any(r.get(key) for r in log.get(stage, []))]
-    fig = new_figure(figsize=(2.9 * len(panels), 2.7), layout="constrained")
-    for ax, (stage, key, label) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+    cols = min(2, len(panels))  # two panels a row: readable at the book's column width
+    rows_ = -(-len(panels) // cols)
+    fig = new_figure(figsize=(3.6 * cols, 2.6 * rows_), layout="constrained")
+    for ax, (stage, key, label) in zip(fig.subplots(rows_, cols, squeeze=False).ravel(), panels):
         rows = [r for r in log[stage] if r.get(key)]
         ax.plot([r["step"] for r in rows], [r[key] for r in rows], linewidth=1)
         ax.set_title(label, fontsize=10)
@@ -117,6 +119,8 @@ def loss_curves(log: dict):
         ax.grid(alpha=0.3)
         if stage == "unet":
             _stage_marks(ax, log[stage])
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8, loc="best", frameon=False)
     return fig
 
 
