@@ -95,6 +95,8 @@ def learning_curves(log: dict, *, title: str = "Judged at milestones (EMA weight
         line.set_markersize(3)
     _stage_marks(ax, rows)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)  # off the curves
+    fig.suptitle(ax.get_title())  # over the whole figure: the axes' own title, wider than the axes, was clipped
+    ax.set_title("")
     return fig
 
 
