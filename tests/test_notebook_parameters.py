@@ -76,4 +76,4 @@ def test_report_rows_travel_in_the_output_metadata(monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj, metadata=None: shown.append(metadata))
     assert reproduction_report([{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]) is None
-    assert shown == [{REPORT_KEY: [{"what": "x", "paper": "1", "ours": "2", "model": "toy", "verdict": ""}]}]
+    assert shown == [{REPORT_KEY: [{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]}]

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-__all__ = ["binomial_ci", "bootstrap_ci", "rate"]
+__all__ = ["binomial_ci", "bootstrap_ci", "mcnemar", "mean_ci", "paired_difference", "rate", "sign_test"]
 
 
 def binomial_ci(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
@@ -52,3 +52,50 @@ def bootstrap_ci(values: Sequence[float], level: float = 0.95, *, resamples: int
     means = x[rng.integers(0, len(x), (resamples, len(x)))].mean(1)
     alpha = 1 - level
     return float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95, *, seed: int = 0) -> dict:
+    """A mean with its bootstrap interval: ``{"mean", "ci", "n"}`` (JSON-ready)."""
+    x = [float(v) for v in values]
+    return {"mean": float(np.mean(x)), "ci": list(bootstrap_ci(x, level, seed=seed)), "n": len(x)}
+
+
+def sign_test(differences: Sequence[float]) -> float:
+    """Two-sided exact sign test that positive and negative ``differences`` are equally likely
+    (ties dropped); returns the p-value (1.0 when every difference is a tie)."""
+    d = np.asarray(differences, dtype=np.float64)
+    pos, neg = int((d > 0).sum()), int((d < 0).sum())
+    if pos + neg == 0:
+        return 1.0
+    return float(stats.binomtest(pos, pos + neg, 0.5).pvalue)
+
+
+def mcnemar(first: Sequence[bool], second: Sequence[bool]) -> float:
+    """Exact McNemar test for paired binary outcomes (same seeds, two conditions): a two-sided
+    binomial test on the discordant pairs; returns the p-value (1.0 without discordant pairs).
+
+    Raises:
+        ValueError: the two sequences differ in length.
+    """
+    if len(first) != len(second):
+        raise ValueError(f"paired outcomes need equal lengths, got {len(first)} and {len(second)}")
+    only_second = sum(1 for a, b in zip(first, second) if b and not a)
+    only_first = sum(1 for a, b in zip(first, second) if a and not b)
+    if only_first + only_second == 0:
+        return 1.0
+    return float(stats.binomtest(only_second, only_first + only_second, 0.5).pvalue)
+
+
+def paired_difference(first: Sequence[float], second: Sequence[float], level: float = 0.95, *,
+                      seed: int = 0) -> dict:
+    """Mean of ``second - first`` over pairs, with a bootstrap interval resampling pairs:
+    ``{"mean", "ci", "n"}``. Booleans count as 0/1, so for paired rates this is the difference
+    of the two rates.
+
+    Raises:
+        ValueError: the two sequences differ in length, or hold fewer than two pairs.
+    """
+    if len(first) != len(second):
+        raise ValueError(f"paired values need equal lengths, got {len(first)} and {len(second)}")
+    d = np.asarray(second, dtype=np.float64) - np.asarray(first, dtype=np.float64)
+    return {"mean": float(d.mean()), "ci": list(bootstrap_ci(d, level, seed=seed)), "n": len(d)}

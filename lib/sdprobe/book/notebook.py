@@ -29,7 +29,8 @@ from typing import Any
 
 __all__ = [
     "Bool", "Choice", "Float", "Int", "ListOf", "Model", "ParameterError", "Size", "Str",
-    "check_parameters", "declared_parameters", "in_colab", "reproduction_report", "REPORT_KEY",
+    "check_parameters", "declared_parameters", "format_estimate", "in_colab", "reproduction_report",
+    "REPORT_KEY",
 ]
 
 #: Output-metadata key under which a chapter's reproduction report travels (read by sdprobe.book.runs).
@@ -220,25 +221,68 @@ def _unknown_names(namespace: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
 
 
 def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = True) -> str | None:
-    """Show the chapter's closing table: each claim or number of the paper, ours, and our model.
+    """Show the chapter's closing table: each claim of the paper, our measurement, and the verdict.
 
-    Each row has keys ``what``, ``paper``, ``ours``, ``model`` and optionally ``verdict``. The rows
-    also travel in the output's metadata (``REPORT_KEY``) so that batch reruns can gather them.
-    Returns the table's HTML when ``display=False``; otherwise shows it and returns None, so the
-    cell does not print the HTML a second time as text.
+    Rows come from :func:`sdprobe.analysis.claims.claim_row` (``what``, ``paper``, ``ours``,
+    ``unit``, ``n``, ``ci``, ``test``, ``p``, ``rule``, ``verdict``, ``model``); a row may also
+    give ``ours`` as text. The rows travel unchanged in the output's metadata (``REPORT_KEY``) so
+    that batch reruns can gather them. Returns the table's HTML when ``display=False``; otherwise
+    shows it and returns None, so the cell does not print the HTML a second time as text.
     """
-    columns = ["what", "paper", "ours", "model", "verdict"]
-    clean = [{c: _cell(row.get(c, "")) for c in columns} for row in rows]
+    columns = ["claim", "paper", "ours (95 % CI)", "n", "test", "verdict", "model"]
     head = "".join(f"<th>{c}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in columns) + "</tr>" for r in clean)
+    body = "".join(_report_row(row) for row in rows)
     table = f'<table class="sdprobe-report"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     if display:
         from IPython.display import HTML
         from IPython.display import display as show
 
-        show(HTML(table), metadata={REPORT_KEY: clean})
+        show(HTML(table), metadata={REPORT_KEY: [_plain(row) for row in rows]})
         return None
     return table
+
+
+def format_estimate(value: Any, unit: str = "", ci: Sequence[float] | None = None) -> str:
+    """``0.945, "%", (0.89, 0.98)`` → ``94.5 % (89.0–98.0)``; ``"pp"`` reads a difference of rates
+    in percentage points; other units follow the number, three significant digits."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return str(value)
+    if unit in ("%", "pp"):
+        scale, fmt, suffix = 100.0, ("{:+.1f}" if unit == "pp" else "{:.1f}"), f" {unit}"
+    else:
+        scale, fmt, suffix = 1.0, "{:.3g}", f" {unit}" if unit else ""
+    text = fmt.format(value * scale) + suffix
+    if ci is not None:
+        lo, hi = (fmt.replace("+", "").format(v * scale) for v in ci)
+        text += f" ({lo} to {hi})"
+    return text
+
+
+def _report_row(row: Mapping[str, Any]) -> str:
+    esc = lambda v: html.escape(_cell(v))  # noqa: E731
+    claim = esc(row.get("what", ""))
+    if row.get("rule"):
+        claim += f'<br><small class="sdprobe-rule">rule: {esc(row["rule"])}</small>'
+    test = _cell(row.get("test", ""))
+    if row.get("p") is not None:
+        test += f", p = {row['p']:.2g}"
+    n = row.get("n")
+    cells = [claim, esc(row.get("paper", "")), esc(format_estimate(row.get("ours", ""), row.get("unit", ""), row.get("ci"))),
+             esc("" if n is None else n), html.escape(test), esc(row.get("verdict", "")), esc(row.get("model", ""))]
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row as JSON-ready values; numbers stay numbers, everything else becomes text."""
+    out = {}
+    for key, value in row.items():
+        if value is None or isinstance(value, (bool, int, float, str)):
+            out[key] = value
+        elif isinstance(value, (list, tuple)):
+            out[key] = [float(v) for v in value]
+        else:
+            out[key] = str(value)
+    return out
 
 
 def _cell(value: Any) -> str:

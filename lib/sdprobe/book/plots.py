@@ -22,7 +22,7 @@ from PIL import Image
 from sdprobe.analysis.heatmaps import normalize_heatmap, resize_heatmap
 from sdprobe.images import to_array, to_pil
 
-__all__ = ["BookFigure", "heatmap_overlay", "image_grid", "image_rows", "latent_channels", "line_plot", "mask_figure", "new_figure",
+__all__ = ["BookFigure", "heatmap_overlay", "image_grid", "image_rows", "interval_plot", "latent_channels", "line_plot", "mask_figure", "new_figure",
            "overlay_figure", "to_pil"]
 
 PNG_DPI = 100
@@ -259,4 +259,38 @@ def mask_figure(
         any_empty = any_empty or bool(empty.any())
     if any_empty:
         fig.supxlabel("blue: may attend · orange: fully masked row (uniform attention over all positions)", fontsize=8)
+    return fig
+
+
+def interval_plot(
+    panels: Mapping[str, Mapping[str, Sequence[float]]],
+    *,
+    title: str | None = None,
+    percent: bool = True,
+    width: float = 7.0,
+) -> Figure:
+    """Estimates with their 95 % intervals, one panel per measurement, one row per condition.
+
+    Args:
+        panels: panel title → condition label → ``(estimate, low, high)``.
+        percent: show fractions as percentages.
+    """
+    labels = max((list(rows) for rows in panels.values()), key=len)
+    fig = new_figure(figsize=(width, 0.55 * len(labels) + 1.2 + (0.4 if title else 0.0)), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharey=True, squeeze=False)).ravel()
+    scale = 100.0 if percent else 1.0
+    for ax, (name, rows) in zip(axes, panels.items()):
+        for y, (label, (value, lo, hi)) in enumerate(rows.items()):
+            ax.errorbar(value * scale, y, xerr=[[(value - lo) * scale], [(hi - value) * scale]], fmt="o", color="C0",
+                        capsize=3)
+            ax.annotate(f"{value * scale:.0f}" if percent else f"{value:.2g}", (value * scale, y),
+                        textcoords="offset points", xytext=(0, 6), ha="center", fontsize=9)
+        ax.set_yticks(range(len(labels)), labels, fontsize=9)
+        ax.set_ylim(-0.6, len(labels) - 0.4)
+        ax.invert_yaxis()
+        ax.set_title(fit_title(name, width / len(panels), chars_per_inch=12), fontsize=10)
+        ax.set_xlabel("%" if percent else "")
+        ax.grid(axis="x", alpha=0.3)
+    if title:
+        fig.suptitle(fit_title(title, width, chars_per_inch=11))
     return fig

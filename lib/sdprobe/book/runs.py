@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 RUNS_DIR = REPO_ROOT / "runs"
-REPORT_COLUMNS = ["notebook", "preset", "params", "what", "paper", "ours", "model", "verdict"]
+REPORT_COLUMNS = ["notebook", "preset", "params", "what", "paper", "ours", "unit", "ci", "n", "test", "p", "rule",
+                  "verdict", "model"]
 _NOTEBOOK_GLOB = "[0-9][0-9]_*.py"
 _UNSAFE = re.compile(r"[^A-Za-z0-9.+-]+")
 _MAX_NAME = 120
@@ -516,7 +517,7 @@ def read_report_rows(notebook: Path | str) -> list[dict[str, Any]]:
 
 
 def gather_report(runs: Iterable[Run]):
-    """One table of every run's report rows: notebook, preset, params, what, paper, ours, model, verdict."""
+    """One table of every run's report rows, one column per field of :data:`REPORT_COLUMNS`."""
     import pandas as pd
 
     records = [

@@ -251,3 +251,17 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def open_prompts() -> list[str]:
+    """Sixteen prompts that leave colour and background open ("a star", "two dogs", …): what the
+    seed is free to change, for measuring variety."""
+    from sdprobe.toy.world import PLURALS, SHAPES
+
+    return ([f"a {s}" for s in SHAPES] + [f"two {PLURALS[s]}" for s in SHAPES]
+            + [f"three {PLURALS[s]}" for s in SHAPES] + ["a dog runs across the field"])
+
+
+def appearance(image: Image.Image | np.ndarray) -> tuple[tuple[str, ...], str | None]:
+    """What an image shows apart from shapes: the colours of the objects found and the background."""
+    return tuple(sorted({d.colour for d in segment(image) if d.colour})), background_of(image)

@@ -1,0 +1,165 @@
+"""Claims turned into verdicts by rules stated before the run.
+
+Each chapter keeps its claims in ``data/reference/<chapter>.yaml``: what the paper says (its
+number or wording), and the rule that turns our measurement into a verdict::
+
+    claims:
+      guidance_faithful:
+        what: higher guidance draws the prompt more faithfully
+        paper: "the scale s trades variety for faithfulness"
+        unit: percentage points          # how ``ours`` reads
+        rule: {above: 0}                 # the 95 % interval of ours lies above 0
+
+A rule holds exactly one comparison, ``above`` or ``below`` a threshold (judged on the 95 %
+interval, or on the p-value when the rule names ``alpha``), or ``at_most``/``at_least`` for a
+measurement without sampling noise. ``mechanism: true`` marks a row that checks how the model
+works rather than what it draws; met, its verdict reads ``mechanism``. :func:`verdict` is the
+only place where a verdict is decided; notebooks never write one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+__all__ = ["VERDICTS", "ReferenceError", "claim_row", "describe_rule", "load_reference", "verdict"]
+
+#: Every verdict a row can carry.
+VERDICTS = ("holds", "does not hold", "inconclusive", "mechanism")
+_COMPARISONS = ("above", "below", "at_most", "at_least")
+_RULE_KEYS = {*_COMPARISONS, "alpha", "mechanism"}
+
+
+class ReferenceError(ValueError):
+    """A chapter's reference file is missing, or a claim or rule in it is malformed."""
+
+
+def _check_rule(rule: Mapping[str, Any], where: str) -> None:
+    if not isinstance(rule, Mapping):
+        raise ReferenceError(f"{where}: a rule is a mapping such as {{above: 0}}, got {rule!r}")
+    unknown = set(rule) - _RULE_KEYS
+    comparisons = [k for k in _COMPARISONS if k in rule]
+    if unknown or len(comparisons) != 1:
+        raise ReferenceError(f"{where}: a rule names exactly one of {', '.join(_COMPARISONS)} "
+                             f"(plus optional alpha, mechanism); got {dict(rule)}")
+    if "alpha" in rule and comparisons[0] not in ("above", "below"):
+        raise ReferenceError(f"{where}: alpha goes with above/below, not {comparisons[0]}")
+
+
+def describe_rule(rule: Mapping[str, Any]) -> str:
+    """The rule in words, as the report prints it."""
+    _check_rule(rule, "rule")
+    kind = next(k for k in _COMPARISONS if k in rule)
+    x = rule[kind]
+    good = "mechanism" if rule.get("mechanism") else "holds"
+    if kind in ("at_most", "at_least"):
+        sign = "≤" if kind == "at_most" else "≥"
+        return f"{good} if ours {sign} {x:g}; otherwise does not hold"
+    side, other = ("above", "below") if kind == "above" else ("below", "above")
+    if "alpha" in rule:
+        return (f"{good} if ours lies {side} {x:g} with p < {rule['alpha']:g}; does not hold if {other} "
+                f"with p < {rule['alpha']:g}; otherwise inconclusive")
+    return (f"{good} if the 95 % interval lies {side} {x:g}; does not hold if it lies {other}; "
+            "otherwise inconclusive")
+
+
+def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = None,
+            p: float | None = None) -> str:
+    """The verdict ``rule`` gives estimate ``ours`` with 95 % interval ``ci`` (and p-value ``p``).
+
+    Raises:
+        ReferenceError: the rule is malformed, or needs an interval or p-value that is missing.
+        ValueError: ``ours`` is not a finite number.
+    """
+    _check_rule(rule, "rule")
+    if ours is None or not math.isfinite(ours):
+        raise ValueError(f"a verdict needs a finite estimate, got {ours!r}")
+    kind = next(k for k in _COMPARISONS if k in rule)
+    x = float(rule[kind])
+    good = "mechanism" if rule.get("mechanism") else "holds"
+    if kind == "at_most":
+        return good if ours <= x else "does not hold"
+    if kind == "at_least":
+        return good if ours >= x else "does not hold"
+    sign = 1.0 if kind == "above" else -1.0
+    if "alpha" in rule:
+        if p is None:
+            raise ReferenceError(f"the rule {dict(rule)} needs a p-value")
+        if p >= rule["alpha"] or ours == x:
+            return "inconclusive"
+        return good if sign * (ours - x) > 0 else "does not hold"
+    if ci is None:
+        raise ReferenceError(f"the rule {dict(rule)} needs a 95 % interval")
+    lo, hi = float(ci[0]), float(ci[1])
+    if sign * (lo - x) > 0 and sign * (hi - x) > 0:
+        return good
+    if sign * (lo - x) < 0 and sign * (hi - x) < 0:
+        return "does not hold"
+    return "inconclusive"
+
+
+@cache
+def _read(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def load_reference(chapter: str, folder: Path | str | None = None) -> dict:
+    """A chapter's reference file (``data/reference/<chapter>.yaml``), its claims checked.
+
+    Raises:
+        ReferenceError: no such file, or a claim without ``what``, ``paper`` or a valid ``rule``.
+    """
+    from sdprobe.paths import DATA_DIR
+
+    path = Path(folder or DATA_DIR / "reference") / f"{chapter}.yaml"
+    if not path.is_file():
+        raise ReferenceError(f"no reference file for chapter {chapter!r}: {path} is missing")
+    data = _read(path.resolve())
+    for key, claim in (data.get("claims") or {}).items():
+        missing = [f for f in ("what", "paper", "rule") if f not in claim]
+        if missing:
+            raise ReferenceError(f"{path.name}: claim {key!r} lacks {', '.join(missing)}")
+        _check_rule(claim["rule"], f"{path.name}: claim {key!r}")
+    return data
+
+
+def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, model: str,
+              ci: Sequence[float] | None = None, test: str | None = None, p: float | None = None,
+              paper: Any = None, unit: str | None = None) -> dict[str, Any]:
+    """One row of a reproduction report: the claim ``key`` of ``reference`` measured as ``ours``.
+
+    Args:
+        reference: what :func:`load_reference` returned.
+        ours: our estimate (a rate as a fraction, a mean, a difference…), in the claim's ``unit``.
+        n: images, pairs or stories the estimate rests on.
+        ci: its 95 % interval (exact binomial for rates, bootstrap for means).
+        test: the test's name when the rule or the reader needs one, with ``p`` its p-value.
+        paper: the paper's value when it comes from a table in the reference file rather than
+            from the claim's ``paper`` entry.
+        unit: overrides the claim's ``unit`` (a measurement that falls back to another scale).
+
+    Returns:
+        A JSON-ready dict with ``what``, ``paper``, ``ours``, ``unit``, ``n``, ``ci``, ``test``,
+        ``p``, ``rule``, ``verdict`` and ``model``.
+
+    Raises:
+        ReferenceError: ``key`` is not a claim of the chapter.
+    """
+    claims = reference.get("claims") or {}
+    if key not in claims:
+        known = ", ".join(claims) or "none"
+        raise ReferenceError(f"{key!r} is not a claim of this chapter (claims: {known})")
+    claim = claims[key]
+    return {
+        "what": claim["what"], "paper": claim["paper"] if paper is None else paper,
+        "ours": float(ours), "unit": claim.get("unit", "") if unit is None else unit, "n": int(n),
+        "ci": [float(ci[0]), float(ci[1])] if ci is not None else None,
+        "test": test or "", "p": None if p is None else float(p),
+        "rule": describe_rule(claim["rule"]), "verdict": verdict(claim["rule"], float(ours), ci, p),
+        "model": model,
+    }
