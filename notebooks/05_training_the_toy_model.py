@@ -69,7 +69,7 @@ from PIL import Image
 from sdprobe.book import plots
 from sdprobe.paths import MODELS_DIR
 from sdprobe.toy import train
-from sdprobe.toy.card import bars_table, learning_curves, loss_curves
+from sdprobe.toy.card import bars_table, learning_curves, loss_curves, report_rows
 from sdprobe.toy.evaluate import evaluation_prompts, judge
 from sdprobe.toy.world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, sample_scene
 
@@ -282,12 +282,9 @@ plots.image_grid(shown, titles, cols=P.judged_images, size=2.0, title=f"Fig. 6 â
 # %% [markdown]
 # ## Reproduction report
 #
-# The gates and targets the book set for its toy model, and what the shipped model reached.
+# The gates and targets the book set for its toy model, and what the shipped model reached. A
+# gate or target holds when the measured value reaches its bar (the model card's rule); the
+# interval beside it says how sure that is.
 
 # %%
-sdprobe.book.notebook.reproduction_report([
-    {"what": row["what"], "paper": f"{row['kind']} {row['bar']}",
-     "ours": f"{row['measured']} (95 % interval {row['95 % interval']}, n = {row['n']})", "model": "toy",
-     "verdict": "met" if row["met"] == "yes" else "not met"}
-    for row in bars_table(card)
-])
+sdprobe.book.notebook.reproduction_report(report_rows(card, MODEL))

@@ -85,3 +85,17 @@ def test_paired_tests_count_discordant_pairs_and_signs():
     assert diff["mean"] == 0.5 and diff["ci"][0] <= 0.5 <= diff["ci"][1]
     with pytest.raises(ValueError, match="equal lengths"):
         mcnemar([True], [True, False])
+
+
+def test_the_toy_cards_gates_become_report_rows_whose_verdicts_match_the_card():
+    import json
+
+    from sdprobe.paths import MODELS_DIR
+    from sdprobe.toy.card import report_rows
+    from sdprobe.toy.evaluate import bars_met
+
+    evaluation = json.loads((MODELS_DIR / "toy" / "evaluation.json").read_text())
+    rows = report_rows(evaluation)
+    met = bars_met(evaluation)
+    assert [r["verdict"] == "holds" for r in rows] == list(met.values())
+    assert all(r["n"] >= 100 and r["ci"] is not None for r in rows)

@@ -265,3 +265,10 @@ def open_prompts() -> list[str]:
 def appearance(image: Image.Image | np.ndarray) -> tuple[tuple[str, ...], str | None]:
     """What an image shows apart from shapes: the colours of the objects found and the background."""
     return tuple(sorted({d.colour for d in segment(image) if d.colour})), background_of(image)
+
+
+def outlines(image: Image.Image | np.ndarray, word: str) -> list[np.ndarray]:
+    """The true outlines (bool ``[H, W]`` masks) of every object of ``word``'s shape ("dog",
+    "dogs", "red star") the world's segmentation finds in ``image``."""
+    shape = parse_prompt(word).groups[0][1]
+    return [d.mask for d in segment(image) if d.shape == shape]
