@@ -120,8 +120,8 @@ def variety(sweep: GuidanceSweep, scale: float, describe: Callable[[Image.Image]
 
     With ``describe`` (image → what it shows, e.g. the toy judge's colours and background): the
     share of seed pairs whose descriptions differ. Without: the mean pixel distance between seed
-    pairs (mean |Δ| over RGB, 0–255), which also grows with contrast, so it over-reads variety at
-    high guidance.
+    pairs (mean absolute difference over RGB, 0–255), which also grows with contrast, so it
+    over-reads variety at high guidance.
     """
     out = []
     for p in range(len(sweep.prompts)):
