@@ -19,6 +19,9 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONHASHSEED := 0
 execute test: export TQDM_DISABLE := 1
 execute test: export SDPROBE_PROGRESS := 0
+# One torch thread wherever outputs are written or compared: float sums can round differently
+# with another thread count, and nbval compares printed numbers to their last digit.
+execute test: export OMP_NUM_THREADS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NOTEBOOKS ?= all
@@ -65,7 +68,6 @@ chromium:
 # Two pytest workers, one torch thread each: the toy's small tensors keep two threads of one
 # process half idle, so two processes get through the notebooks and tests about 1.5x faster.
 # Each notebook stays on one worker (--dist loadfile): nbval runs its cells in order.
-test: export OMP_NUM_THREADS := 1
 test: install chromium html
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 

@@ -103,7 +103,7 @@ def heatmap_runs(pipe: Any, prompt: str, subject: str, outline: Callable[[Image.
     for start in progress(range(0, seeds, batch), desc=f"heat maps: {prompt}"):
         count = min(batch, seeds - start)
         gens = [torch.Generator("cpu").manual_seed(seed + start + k) for k in range(count)]
-        with trace_attention(pipe) as trace, record_trajectory(pipe) as traj:
+        with trace_attention(pipe, keep_steps=False) as trace, record_trajectory(pipe) as traj:
             images = pipe([prompt] * count, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
                           height=height, width=width).images
         words = trace.words()

@@ -26,6 +26,7 @@ from sdprobe.images import to_array
 
 __all__ = [
     "BACKGROUNDS",
+    "background_phrase",
     "COUNT_WORDS",
     "DOCUMENT_ANALOGUES",
     "IMAGE_SIZE",
@@ -425,6 +426,13 @@ def edit_scene(scene: Scene, index: int = 0, *, colour: str | None = None, shape
             caption = caption.replace(old, new)
         bg = background
     return replace(scene, objects=tuple(objects), caption=caption, background=bg)
+
+
+def background_phrase(background: str) -> str:
+    """How captions place an object on ``background`` ("on the field", "by the river", …)."""
+    if background not in _BG_PHRASES:
+        raise ValueError(f"background must be one of {list(_BG_PHRASES)}, got {background!r}")
+    return _BG_PHRASES[background][0]
 
 
 def story_prompts(colour: str = "white", shape: str = "dog") -> list[str]:

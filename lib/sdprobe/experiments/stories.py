@@ -1,0 +1,124 @@
+"""Chapter 02's measurements: story pictures under the hopping mask, judged over many stories.
+
+A *colour story* names its subject with a colour once and then moves it through other places
+without the colour ("a red star on the field", "a star by the river", "a star in the snow"). Each
+story is drawn under each text-encoder mask from its own seed; the later pictures are judged
+against their own sentences (the subject's shape on the named background) and for whether the
+subject kept the first sentence's colour, which only context can tell them. Conditions are
+paired by (story, sentence).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from sdprobe.analysis.stats import mcnemar, mean_ci, paired_difference, rate, sign_test
+from sdprobe.probes.textmask import PromptEmbeds, encode_prompts
+from sdprobe.progress import progress
+
+__all__ = ["StoryRuns", "colour_stories", "compare", "draw_stories", "story_seed"]
+
+
+def colour_stories(n: int, *, sentences: int = 3, seed: int = 0) -> list[list[str]]:
+    """``n`` toy-world colour stories of ``sentences`` sentences, each on a different background."""
+    from sdprobe.toy.world import BACKGROUNDS, PALETTE, SHAPES, background_phrase
+
+    if not 2 <= sentences <= len(BACKGROUNDS):
+        raise ValueError(f"a colour story has 2 to {len(BACKGROUNDS)} sentences (one per background), got {sentences}")
+    rng = np.random.default_rng(seed)
+    colours, backgrounds = list(PALETTE), list(BACKGROUNDS)
+    stories = []
+    for _ in range(n):
+        colour, shape = colours[rng.integers(len(colours))], SHAPES[rng.integers(len(SHAPES))]
+        places = [backgrounds[i] for i in rng.permutation(len(backgrounds))[:sentences]]
+        stories.append([f"a {colour} {shape} {background_phrase(places[0])}"]
+                       + [f"a {shape} {background_phrase(bg)}" for bg in places[1:]])
+    return stories
+
+
+def story_seed(seed: int, story: int) -> int:
+    """The seed of story ``story``: its sentences start from it (shared noise) or from it plus
+    the sentence index (the control)."""
+    return seed + 1000 * story
+
+
+@dataclass
+class StoryRuns:
+    """Pictures of every story under every run ``(mask, shared noise)``: ``images[run][s][k]``."""
+
+    stories: list[list[str]]
+    images: dict[tuple[str, bool], list[list[Image.Image]]] = field(default_factory=dict)
+
+    def later(self, run: tuple[str, bool]) -> list[tuple[Image.Image, str, int]]:
+        """``(picture, its sentence, story)`` for every sentence after the first, in order."""
+        return [(im, text, s) for s, (story, imgs) in enumerate(zip(self.stories, self.images[run]))
+                for k, (im, text) in enumerate(zip(imgs, story)) if k > 0]
+
+
+def _joint(embeds: Sequence[PromptEmbeds]) -> PromptEmbeds:
+    """Every story's per-sentence embeddings as one table (the empty prompt is shared)."""
+    pooled = [e.pooled for e in embeds]
+    return replace(embeds[0], prompt_embeds=torch.cat([e.prompt_embeds for e in embeds]),
+                   pooled=None if pooled[0] is None else torch.cat(pooled),
+                   prompts=[p for e in embeds for p in e.prompts])
+
+
+@torch.no_grad()
+def draw_stories(pipe: Any, stories: Sequence[Sequence[str]], runs: Sequence[tuple[str, bool]], *, seed: int = 0,
+                 batch: int = 16, **pipe_kwargs: Any) -> StoryRuns:
+    """Draw every sentence of every story under each run ``(mask, same noise)``, ``batch``
+    pictures a call across stories. A first sentence is the same under every mask (it sees only
+    itself) and, from the story's seed, the same under either noise, so it is drawn once.
+
+    Args:
+        runs: e.g. ``[("causal", True), ("hopping", True), ("causal", False)]``.
+        pipe_kwargs: ``num_inference_steps``, ``guidance_scale``, ``height``…
+    """
+    out = StoryRuns([list(s) for s in stories])
+    first: list[Image.Image] | None = None
+    for mask, shared in progress(runs, desc="story runs"):
+        table = _joint([encode_prompts(pipe, story, mask=mask) for story in stories])
+        jobs = [(s, k) for s, story in enumerate(stories) for k in range(len(story)) if k > 0 or first is None]
+        rows = {job: i for i, job in enumerate((s, k) for s, story in enumerate(stories) for k in range(len(story)))}
+        drawn: dict[tuple[int, int], Image.Image] = {}
+        for start in range(0, len(jobs), batch):
+            chunk = jobs[start:start + batch]
+            gens = [torch.Generator(device=pipe.device).manual_seed(story_seed(seed, s) + (0 if shared else k))
+                    for s, k in chunk]
+            images = pipe(**table.batch_kwargs([rows[j] for j in chunk]), generator=gens, **pipe_kwargs).images
+            drawn.update(zip(chunk, images))
+        if first is None:
+            first = [drawn[(s, 0)] for s in range(len(stories))]
+        out.images[(mask, shared)] = [[first[s] if k == 0 else drawn[(s, k)] for k in range(len(story))]
+                                      for s, story in enumerate(stories)]
+    return out
+
+
+def compare(runs: StoryRuns, a: tuple[str, bool], b: tuple[str, bool],
+            score: Callable[[Image.Image, str, str], float]) -> dict[str, Any]:
+    """Score every later picture under runs ``a`` and ``b`` and compare them pair by pair.
+
+    Args:
+        score: ``score(picture, its sentence, the story's first sentence)``: a bool (a judge's
+            verdict) or a number (a CLIP score).
+
+    Returns:
+        ``"a"``, ``"b"`` (rates with exact intervals, or means with bootstrap intervals),
+        ``"gain"`` (``b`` minus ``a``, bootstrap interval over pairs), ``"p"`` and ``"test"``
+        (exact McNemar for verdicts, exact sign test for numbers) and ``"n"`` (pairs).
+    """
+    def scores(run: tuple[str, bool]) -> list[Any]:
+        return [score(im, text, runs.stories[s][0]) for im, text, s in runs.later(run)]
+
+    sa, sb = scores(a), scores(b)
+    if all(isinstance(v, (bool, np.bool_)) for v in sa + sb):
+        return {"a": rate(sa), "b": rate(sb), "gain": paired_difference(sa, sb), "p": mcnemar(sa, sb),
+                "test": "McNemar (exact)", "n": len(sa)}
+    return {"a": mean_ci(sa), "b": mean_ci(sb), "gain": paired_difference(sa, sb),
+            "p": sign_test(np.asarray(sb, dtype=float) - np.asarray(sa, dtype=float)), "test": "sign test", "n": len(sa)}
