@@ -29,6 +29,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -206,9 +207,15 @@ def _load_vae(work: Path = WORK, device: str | torch.device = "cpu"):
 def latent_scale(vae, n: int = 256) -> float:
     """SD's ``scaling_factor``: one over the std of the latents of held-out scenes."""
     device = next(vae.parameters()).device
-    images, _ = scene_batch(np.arange(900_000, 900_000 + n))
+    images = _held_out_scenes(n)
     z = torch.cat([vae.encode(images[i:i + 32].to(device)).latent_dist.mean for i in range(0, n, 32)])
     return float(1.0 / z.std())
+
+
+@cache
+def _held_out_scenes(n: int) -> torch.Tensor:
+    """The scenes :func:`latent_scale` encodes, drawn once per process (every stage asks for them)."""
+    return scene_batch(np.arange(900_000, 900_000 + n))[0]
 
 
 def tokenizer(folder: Path = WORK / "tokenizer"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Literal
 
 import numpy as np
@@ -456,9 +457,13 @@ DOCUMENT_ANALOGUES: dict[str, list[str]] = {
 
 def caption_corpus(n: int = 4000, start: int = 0) -> list[str]:
     """Captions of scenes ``start … start+n-1``: the text the tokenizer's merges are learned from."""
-    return [sample_scene(s).caption for s in range(start, start + n)] + [
-        p for ps in DOCUMENT_ANALOGUES.values() for p in ps
-    ]
+    return list(_captions(n, start)) + [p for ps in DOCUMENT_ANALOGUES.values() for p in ps]
+
+
+@cache
+def _captions(n: int, start: int) -> tuple[str, ...]:
+    # Drawing thousands of scenes takes seconds; every training stage asks for the same ones.
+    return tuple(sample_scene(s).caption for s in range(start, start + n))
 
 
 def world_spec() -> dict:
