@@ -88,10 +88,10 @@ TOY = P.model == "toy"
 REF = load_reference("00_how_stable_diffusion_works")
 
 
-def generate(text: str, *, scale: float = P.guidance):
+def generate(text: str):
     """One image from the shared seed, with its trajectory."""
     with record_trajectory(pipe) as traj:
-        image = pipe(text, num_inference_steps=P.steps, guidance_scale=scale, height=P.height, width=P.width,
+        image = pipe(text, num_inference_steps=P.steps, guidance_scale=P.guidance, height=P.height, width=P.width,
                      generator=torch.Generator("cpu").manual_seed(P.seed)).images[0]
     return image, traj
 

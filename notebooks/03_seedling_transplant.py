@@ -76,7 +76,6 @@ P = check_parameters(globals(), {
 
 # %%
 import matplotlib.patches
-import numpy as np
 import pandas as pd
 import torch
 from PIL import ImageDraw

@@ -61,7 +61,6 @@ import json
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from PIL import Image

@@ -159,7 +159,10 @@ def estimates(runs: HeatmapRuns) -> dict[str, dict]:
     if out["lead"] is not None:
         out["lead"]["p"] = sign_test(leads)
     several = [c == d for c, d in zip(runs.covered, runs.drawn) if d >= 2]
-    out["several"] = (lambda r: {"mean": r["rate"], "ci": r["ci"], "n": r["n"]})(rate(several)) if several else None
+    out["several"] = None
+    if several:
+        r = rate(several)
+        out["several"] = {"mean": r["rate"], "ci": r["ci"], "n": r["n"]}
     return out
 
 

@@ -82,10 +82,11 @@ def draw_stories(pipe: Any, stories: Sequence[Sequence[str]], runs: Sequence[tup
     """
     out = StoryRuns([list(s) for s in stories])
     first: list[Image.Image] | None = None
+    sentences = [(s, k) for s, story in enumerate(stories) for k in range(len(story))]
+    rows = {job: i for i, job in enumerate(sentences)}  # the row of each sentence in the joint table
     for mask, shared in progress(runs, desc="story runs"):
         table = _joint([encode_prompts(pipe, story, mask=mask) for story in stories])
-        jobs = [(s, k) for s, story in enumerate(stories) for k in range(len(story)) if k > 0 or first is None]
-        rows = {job: i for i, job in enumerate((s, k) for s, story in enumerate(stories) for k in range(len(story)))}
+        jobs = [(s, k) for s, k in sentences if k > 0 or first is None]
         drawn: dict[tuple[int, int], Image.Image] = {}
         for start in range(0, len(jobs), batch):
             chunk = jobs[start:start + batch]

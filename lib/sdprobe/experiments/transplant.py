@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from sdprobe.analysis.metrics import ImageJudgement, assignment_pairs, attention_assignment_score, clip_score, placement_iou
-from sdprobe.analysis.stats import bootstrap_ci, mcnemar, paired_difference, rate
+from sdprobe.analysis.stats import mcnemar, mean_ci, paired_difference, rate, sign_test
 from sdprobe.probes.attention import trace_attention
 from sdprobe.probes.transplant import make_seedlings, transplant_seedlings
 from sdprobe.progress import progress
@@ -123,10 +123,6 @@ def _batches(total: int, size: int, traced: int | None) -> list[tuple[int, int, 
     return out + [(i, min(size, total - i), False) for i in range(traced, total, size)]
 
 
-def _mean(values: Sequence[float]) -> tuple[float, list[float]]:
-    return float(np.mean(values)), list(bootstrap_ci(values))
-
-
 def table1_summary(runs: dict[str, ConditionRuns]) -> list[dict[str, Any]]:
     """One record per condition: each measure's estimate and 95 % interval (bootstrap for means,
     exact binomial for rates; the colour-swap rate among images with both objects)."""
@@ -134,7 +130,8 @@ def table1_summary(runs: dict[str, ConditionRuns]) -> list[dict[str, Any]]:
     for name, r in runs.items():
         rec: dict[str, Any] = {"condition": name, "images": r.n}
         for key, values in (("IoU", r.iou), ("CLIP score", r.clip), ("AAS", r.aas), ("AAS margin", r.margin)):
-            rec[key] = _mean(values)
+            m = mean_ci(values)
+            rec[key] = (m["mean"], m["ci"])
         if r.judged:
             both = rate([not j.missing for j in r.judged])
             missing = rate([j.missing for j in r.judged])
@@ -164,8 +161,6 @@ def paired_gain(runs: dict[str, ConditionRuns], measure: str, transplant: str, p
     """``measure`` (``"iou"``, ``"clip"``, ``"aas"``, ``"margin"``) of ``transplant`` minus that of
     ``plain``, paired by (prompt, image): ``{"mean", "ci", "n", "p"}`` (bootstrap interval over
     pairs, exact sign test)."""
-    from sdprobe.analysis.stats import sign_test
-
     a, b = getattr(runs[plain], measure), getattr(runs[transplant], measure)
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"{measure}: both conditions need the same images, at least two ({len(a)} and {len(b)})")

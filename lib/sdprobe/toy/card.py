@@ -341,6 +341,19 @@ def record_reproduction(folder: Path, evaluation: Path, into: Path = MODELS_DIR 
     return path
 
 
+def report_rows(evaluation: dict, model: str = "toy") -> list[dict]:
+    """The gates and targets as reproduction-report rows (:func:`sdprobe.analysis.claims.claim_row`):
+    each is met when the measured value reaches its bar, the card's rule."""
+    from sdprobe.analysis.claims import claim_row
+
+    claims = {name: {"what": BAR_NAMES[name], "unit": "IoU" if name == "heatmap_iou" else "%",
+                     "paper": f"{'gate' if name in GATES else 'target'} ≥ {_fmt(name, bar)}", "rule": {"at_least": bar}}
+              for name, bar in {**GATES, **TARGETS}.items()}
+    test = {name: "bootstrap" if name == "heatmap_iou" else "Clopper–Pearson" for name in claims}
+    return [claim_row({"claims": claims}, name, ours=measured(evaluation, name), ci=_interval(evaluation, name),
+                      n=_count(evaluation, name), test=f"interval: {test[name]}", model=model) for name in claims]
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -356,16 +369,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def report_rows(evaluation: dict, model: str = "toy") -> list[dict]:
-    """The gates and targets as reproduction-report rows (:func:`sdprobe.analysis.claims.claim_row`):
-    each is met when the measured value reaches its bar, the card's rule."""
-    from sdprobe.analysis.claims import claim_row
-
-    claims = {name: {"what": BAR_NAMES[name], "unit": "IoU" if name == "heatmap_iou" else "%",
-                     "paper": f"{'gate' if name in GATES else 'target'} ≥ {_fmt(name, bar)}", "rule": {"at_least": bar}}
-              for name, bar in {**GATES, **TARGETS}.items()}
-    test = {name: "bootstrap" if name == "heatmap_iou" else "Clopper–Pearson" for name in claims}
-    return [claim_row({"claims": claims}, name, ours=measured(evaluation, name), ci=_interval(evaluation, name),
-                      n=_count(evaluation, name), test=f"interval: {test[name]}", model=model) for name in claims]

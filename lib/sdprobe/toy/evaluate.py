@@ -225,6 +225,27 @@ def _heatmap_iou(trace, image: int, picture: Image.Image, prompt: str, threshold
     return mask_iou(heat.numpy(), max(found, key=lambda d: d.area).mask)
 
 
+def open_prompts() -> list[str]:
+    """Sixteen prompts that leave colour and background open ("a star", "two dogs", …): what the
+    seed is free to change, for measuring variety."""
+    from sdprobe.toy.world import PLURALS, SHAPES
+
+    return ([f"a {s}" for s in SHAPES] + [f"two {PLURALS[s]}" for s in SHAPES]
+            + [f"three {PLURALS[s]}" for s in SHAPES] + ["a dog runs across the field"])
+
+
+def appearance(image: Image.Image | np.ndarray) -> tuple[tuple[str, ...], str | None]:
+    """What an image shows apart from shapes: the colours of the objects found and the background."""
+    return tuple(sorted({d.colour for d in segment(image) if d.colour})), background_of(image)
+
+
+def outlines(image: Image.Image | np.ndarray, word: str) -> list[np.ndarray]:
+    """The true outlines (bool ``[H, W]`` masks) of every object of ``word``'s shape ("dog",
+    "dogs", "red star") the world's segmentation finds in ``image``."""
+    shape = parse_prompt(word).groups[0][1]
+    return [d.mask for d in segment(image) if d.shape == shape]
+
+
 def main(argv: list[str] | None = None) -> int:
     from sdprobe.models import load_pipeline
     from sdprobe.paths import MODELS_DIR
@@ -251,24 +272,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-def open_prompts() -> list[str]:
-    """Sixteen prompts that leave colour and background open ("a star", "two dogs", …): what the
-    seed is free to change, for measuring variety."""
-    from sdprobe.toy.world import PLURALS, SHAPES
-
-    return ([f"a {s}" for s in SHAPES] + [f"two {PLURALS[s]}" for s in SHAPES]
-            + [f"three {PLURALS[s]}" for s in SHAPES] + ["a dog runs across the field"])
-
-
-def appearance(image: Image.Image | np.ndarray) -> tuple[tuple[str, ...], str | None]:
-    """What an image shows apart from shapes: the colours of the objects found and the background."""
-    return tuple(sorted({d.colour for d in segment(image) if d.colour})), background_of(image)
-
-
-def outlines(image: Image.Image | np.ndarray, word: str) -> list[np.ndarray]:
-    """The true outlines (bool ``[H, W]`` masks) of every object of ``word``'s shape ("dog",
-    "dogs", "red star") the world's segmentation finds in ``image``."""
-    shape = parse_prompt(word).groups[0][1]
-    return [d.mask for d in segment(image) if d.shape == shape]

@@ -442,7 +442,7 @@ def story_prompts(colour: str = "white", shape: str = "dog") -> list[str]:
         raise ValueError(f"colour must be one of {list(PALETTE)} and shape one of {list(SHAPES)}")
     if shape == "dog":
         return [f"a {colour} dog {_MOTIONS[bg]}" for bg in ("field", "river", "snow", "sky")]
-    return [f"a {colour} {shape} {_BG_PHRASES[bg][0]}" for bg in ("field", "river", "snow", "sky")]
+    return [f"a {colour} {shape} {background_phrase(bg)}" for bg in ("field", "river", "snow", "sky")]
 
 
 #: The documents' prompts and their toy-world analogues.
