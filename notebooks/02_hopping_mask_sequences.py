@@ -27,9 +27,14 @@
 # The paper claims two effects, both shown with pictures only: later pictures follow their
 # sentence better, because the previous sentence supplies context (its Fig. 5 and 7), and the
 # pictures of a story look more alike (its Fig. 8). This chapter rebuilds the method with
-# `sdprobe.probes.textmask`, draws the masks, reruns the paper's stories, and adds what the paper does
-# not have: numbers, and a control for how much of the likeness the shared starting noise
-# explains on its own.
+# `sdprobe.probes.textmask`, draws the masks, and then measures both claims on 32 short stories
+# (64 later pictures per condition, judged picture by picture), with a control for how much of
+# the likeness the shared starting noise explains on its own.
+#
+# **What you will see.** The masks as pictures; proof that the literal mask never lets a
+# sentence see a later one, while the authors' code does; story pictures under each mask; and
+# two numbers per mask — how often a later picture still draws its own sentence, and how often
+# it keeps the colour that only the first sentence named.
 
 # %%
 # Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
@@ -47,31 +52,35 @@ model = "toy"  # "toy", "random:sd1-tiny", a local folder, or a Hub id such as "
 device = "auto"  # "auto" picks CUDA, then MPS, then the CPU
 dtype = "auto"  # "auto": fp16 on a GPU, fp32 on the CPU
 clip_model = "toy"  # CLIP for the scores: "toy" (data/models/toy/clip), a local folder or a Hub id
-seed = 1212
+seed = 1212  # story s starts from seed + 1000 s, every sentence (the control: + k for sentence k)
 steps = 20
 guidance = 7.5
 height = 128
 width = 128
 scheduler = "dpm"  # DPM-Solver++ (2M); the paper used LMS
-# Each story is drawn one picture per prompt. The paper's four stories are in the paper preset;
-# these are toy-world analogues (a subject named with its colour once, then without it).
-stories = [
-    ["a red dog on the field", "a dog by the river", "a dog in the snow", "a dog in the sky"],
-    ["a yellow star on the field", "a star by the river"],
-    ["a blue square in the snow", "a dog in the snow"],
-    ["a white dog runs along the river", "a dog in the sky", "a dog runs across the field"],
-]
+# Toy-world colour stories, drawn and judged: a subject named with its colour in the first
+# sentence, then moved to other places without it ("a red star on the field", "a star by the river" …).
+colour_stories = 32  # how many (0 on a real model, whose pictures the toy world's judge cannot read)
+sentences = 3  # sentences per colour story, 2–4 (a different background each)
+story_set = 0  # which colour stories (the seed they are drawn from)
+# Further stories, drawn as they are and scored with CLIP only (the paper preset: the paper's four).
+stories = []
+batch_size = 16  # pictures per pipeline call, across stories
 
 # %%
 import sdprobe
-from sdprobe.book.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
+from sdprobe.book.notebook import (DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, ParameterError, Size, Str,
+                                   check_parameters)
 
 P = check_parameters(globals(), {
     "model": Model(), "device": DEVICE, "dtype": DTYPE, "clip_model": Str(), "seed": Int(0, 2**63 - 1),
     "steps": Int(2, 1000), "guidance": Float(0.0, 50.0), "height": Size(), "width": Size(),
     "scheduler": Choice(("ddim", "pndm", "lms", "euler", "euler-a", "dpm", "ddpm")),
-    "stories": ListOf(ListOf(Str(), min_len=2), min_len=2),
+    "colour_stories": Int(0, 10_000), "sentences": Int(2, 4), "story_set": Int(0, 2**32 - 1),
+    "stories": ListOf(ListOf(Str(), min_len=2), min_len=0), "batch_size": Int(1, 4096),
 })
+if P.colour_stories + len(P.stories) == 0:
+    raise ParameterError("nothing to draw: set colour_stories above 0 or give stories")
 
 # %%
 import itertools
@@ -81,44 +90,56 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from sdprobe.book import plots
+from sdprobe.analysis import stats
+from sdprobe.analysis.claims import claim_row, load_reference
 from sdprobe.analysis.metrics import clip_image_similarity, clip_score
 from sdprobe.analysis.scorers import load_clip
+from sdprobe.book import plots
 from sdprobe.book.plots import mask_figure
-from sdprobe.probes.textmask import MASK_KINDS, encode_prompts, generate_per_prompt
-from sdprobe.toy.world import parse_prompt, segment
+from sdprobe.experiments import stories as storybook
+from sdprobe.probes.textmask import MASK_KINDS, encode_prompts
+from sdprobe.toy.evaluate import judge
+from sdprobe.toy.world import parse_prompt
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
 MODEL = sdprobe.model_label(pipe)
+REF = load_reference("02_hopping_mask_sequences")
+COLOUR = storybook.colour_stories(P.colour_stories, sentences=P.sentences, seed=P.story_set)
+STORIES = COLOUR + [list(story) for story in P.stories]
+JUDGED = P.model == "toy" and bool(COLOUR)  # the toy world's judge reads the toy's pictures only
 
 # Every story is checked against the 77-token limit here, before any picture is drawn.
-layouts = [sdprobe.prompt_layout(pipe, story) for story in P.stories]
+layouts = [sdprobe.prompt_layout(pipe, story) for story in STORIES]
 
 pd.DataFrame(
     {
-        "the paper": ["SD v1.4", "LMS", "50", "7.5", "512 × 512", "1212, the same noise for every prompt",
+        "the paper": ["SD v1.4", "LMS", "50", "7.5", "512 × 512", "1212 for every prompt",
                       "4 stories, 2–4 prompts", "none (pictures only)"],
         "this run": [MODEL, type(pipe.scheduler).__name__, str(P.steps), f"{P.guidance:g}", f"{P.height} × {P.width}",
-                     f"{P.seed}, the same noise for every prompt (control: seed + k)",
-                     f"{len(P.stories)} stories, {min(map(len, P.stories))}–{max(map(len, P.stories))} prompts",
-                     f"CLIP score and CLIP image similarity ({P.clip_model})"],
+                     f"{P.seed} + 1000 × story (control: + sentence)",
+                     f"{len(COLOUR)} colour stories of {P.sentences} sentences" * bool(COLOUR)
+                     + (" + " * bool(COLOUR and P.stories)) + (f"{len(P.stories)} given stories" * bool(P.stories)),
+                     ("the toy world's judge; " if JUDGED else "") + f"CLIP ({P.clip_model})"],
     },
-    index=["model", "sampler", "steps", "guidance", "image", "seed", "prompts", "measurements"],
+    index=["model", "sampler", "steps", "guidance", "image", "seed", "stories", "measurements"],
 )
 
 # %% [markdown]
 # Which model drew the pictures is printed above and in every figure title. On the default,
 # `toy`, the model is a miniature Stable Diffusion trained on a procedural world of coloured
-# shapes and dogs (see chapter 00), so the stories are toy-world analogues of the paper's: a
-# subject is named with its colour in the first sentence and without it afterwards. The paper
-# preset (`data/presets/02_hopping_mask_sequences/paper.yaml`) holds the paper's own four stories
-# and settings for Stable Diffusion v1.4 on a GPU.
+# shapes and dogs (see the toy model's chapter), so the paper's stories become *colour stories*:
+# a subject is named with its colour in the first sentence and then moved to other places
+# without it ("a green star in the sky", "a star by the river", "a star on the field"). Only
+# context can tell a later picture which colour its star should have, which makes the paper's
+# two claims measurable: the toy world's judge reads every picture. The paper preset
+# (`data/presets/02_hopping_mask_sequences/paper.yaml`) holds the paper's own four stories and
+# settings for Stable Diffusion v1.4 on a GPU, scored with CLIP only.
 #
 # ## 1. One sequence, three masks
 #
-# The stories become one token sequence, `BOS w(1) SEP w(2) SEP … w(N) EOS pad…`, where `w(k)`
-# are the word tokens of sentence $k$. With $P(i)$ the sentence that position $i$ belongs to, the
-# paper's Eq. 5 lets position $i$ attend to position $j$ when $j \le i$ and
+# The sentences of a story become one token sequence, `BOS w(1) SEP w(2) SEP … w(N) EOS pad…`,
+# where `w(k)` are the word tokens of sentence $k$. With $P(i)$ the sentence that position $i$
+# belongs to, the paper's Eq. 5 lets position $i$ attend to position $j$ when $j \le i$ and
 # $P(i) - P(j) \le 1$, and masks the separators out. The authors' public code does something
 # slightly different, and a replication has to say which of the two it ran, so `sdprobe`
 # offers both beside vanilla CLIP:
@@ -141,15 +162,16 @@ pd.DataFrame(
 # patched.
 
 # %%
-three = next((s for s in P.stories if len(s) >= 3), P.stories[0])[:3]
+three = next((s for s in STORIES if len(s) >= 3), STORIES[0])[:3]
 fig = mask_figure(sdprobe.prompt_layout(pipe, three), MASK_KINDS)
-fig.suptitle(f"Fig. 4 / Fig. 6 — the masks for a three-prompt sequence, tokenised by {MODEL}", fontsize=10)
+fig.suptitle(f"Fig. 4 / Fig. 6 — the masks for a three-sentence story, tokenised by {MODEL}", fontsize=10)
 fig
 
 # %%
 print("sequence drawn:", " <SEP> ".join(three))
-for story, layout in zip(P.stories, layouts):
-    print(f"{layout.used:2d}/{layout.max_length} tokens, word tokens per prompt {list(layout.lengths)}: {story[0]!r} …")
+longest = max(range(len(STORIES)), key=lambda s: layouts[s].used)
+print(f"{len(STORIES)} stories use {min(l.used for l in layouts)}–{layouts[longest].used} of "
+      f"{layouts[longest].max_length} tokens; the longest: {' <SEP> '.join(STORIES[longest])!r}")
 
 # %% [markdown]
 # Read a row as "this token may look at": in the literal mask a word of sentence 3 sees the
@@ -160,45 +182,47 @@ for story, layout in zip(P.stories, layouts):
 #
 # ## 2. What the masks do to the embeddings
 #
-# Every story is encoded three times. Under every mask sentence 1 sees only the start token and
-# itself, so its embedding must not move at all; later sentences move by however much context they
-# take in (the table gives the relative change of their word vectors against vanilla CLIP).
+# Every story is encoded under each mask. Under every mask sentence 1 sees only the start token
+# and itself, so its embedding must not move at all; later sentences move by however much context
+# they take in (the table gives the relative change of their word vectors against vanilla CLIP,
+# for the first four stories).
 
 # %%
-embeds = {kind: [encode_prompts(pipe, story, mask=kind) for story in P.stories] for kind in MASK_KINDS}
+embeds = {kind: [encode_prompts(pipe, story, mask=kind) for story in STORIES] for kind in MASK_KINDS}
 
 
 def word_change(kind: str, s: int, k: int) -> float:
-    """Relative change ‖e_kind − e_causal‖ / ‖e_causal‖ over prompt k's word positions."""
+    """Relative change ‖e_kind − e_causal‖ / ‖e_causal‖ over sentence k's word positions."""
     n = layouts[s].lengths[k]
     ours = embeds[kind][s].prompt_embeds[k, 1 : 1 + n]
     base = embeds["causal"][s].prompt_embeds[k, 1 : 1 + n]
     return float((ours - base).norm() / base.norm())
 
 
-change = pd.DataFrame(
-    [{"story": s + 1, "prompt": k + 1, "text": text, **{kind: round(word_change(kind, s, k), 4) for kind in MASK_KINDS[1:]}}
-     for s, story in enumerate(P.stories) for k, text in enumerate(story)]
-).set_index(["story", "prompt"])
-first_moved = max(change.xs(1, level="prompt")[list(MASK_KINDS[1:])].abs().max())
-print(f"largest change of a first prompt under either hopping mask: {first_moved:.3g}")
-change
+first_moved = max(word_change(kind, s, 0) for kind in MASK_KINDS[1:] for s in range(len(STORIES)))
+print(f"largest change of a first sentence under either hopping mask, over {len(STORIES)} stories: {first_moved:.3g}")
+pd.DataFrame(
+    [{"story": s + 1, "sentence": k + 1, "text": text,
+      **{kind: f"{word_change(kind, s, k):.3f}" for kind in MASK_KINDS[1:]}}
+     for s, story in enumerate(STORIES[:4]) for k, text in enumerate(story)]
+).set_index(["story", "sentence"])
 
 # %% [markdown]
 # Eq. 5 promises more than that: sentence $k$ never depends on a sentence after it. We change
-# the last sentence of the first story and see which earlier embeddings move.
+# the last sentence of a three-sentence story and see which earlier embeddings move.
 
 # %%
-story = P.stories[0]
-replacement = next(p for p in itertools.chain(*P.stories[1:]) if p != story[-1])
+story = three
+replacement = next(p for p in itertools.chain(*STORIES) if p != story[-1] and p not in story)
 altered = story[:-1] + [replacement]
 leak = {}
 for kind in MASK_KINDS[1:]:
-    before = embeds[kind][0].prompt_embeds[:-1]
+    before = encode_prompts(pipe, story, mask=kind).prompt_embeds[:-1]
     after = encode_prompts(pipe, altered, mask=kind).prompt_embeds[:-1]
-    leak[kind] = [round(float((after[k] - before[k]).abs().max()), 4) for k in range(len(story) - 1)]
-print(f"last prompt {story[-1]!r} -> {replacement!r}")
-pd.DataFrame(leak, index=[f"prompt {k + 1}" for k in range(len(story) - 1)]).rename_axis("max |Δ embedding|")
+    leak[kind] = [float((after[k] - before[k]).abs().max()) for k in range(len(story) - 1)]
+print(f"last sentence {story[-1]!r} -> {replacement!r}")
+pd.DataFrame({kind: [f"{v:.4f}" for v in values] for kind, values in leak.items()},
+             index=[f"sentence {k + 1}" for k in range(len(story) - 1)]).rename_axis("max |Δ embedding|")
 
 # %% [markdown]
 # Under the literal mask nothing before the changed sentence can move. Under the code's mask the
@@ -209,196 +233,216 @@ pd.DataFrame(leak, index=[f"prompt {k + 1}" for k in range(len(story) - 1)]).ren
 #
 # ## 3. The stories, drawn
 #
-# Every sentence gets its own picture, from the same seed and therefore the same starting noise,
-# as the authors did. As a control, the vanilla and literal-mask pictures are drawn again with a
-# different seed per sentence (seed + k): shared starting noise alone makes pictures alike, and a
-# consistency measure has to be read against it.
+# Every sentence gets its own picture. As the authors did, all sentences of a story start from
+# the same noise (the story's seed); a first sentence is the same under every mask and is drawn
+# once. As a control, the vanilla pictures are drawn again with a different seed per sentence
+# (seed + k): shared starting noise alone makes pictures alike, and a consistency measure has to
+# be read against it. That makes four runs of every later sentence: vanilla, the literal mask,
+# the code's mask, and vanilla without shared noise.
 
 # %%
+SAME, CONTROL = True, False
+RUNS = [(kind, SAME) for kind in MASK_KINDS] + [("causal", CONTROL)]
+NOISE = {SAME: "same noise", CONTROL: "seed + k"}
 pipe_kwargs = {"num_inference_steps": P.steps, "guidance_scale": P.guidance, "height": P.height, "width": P.width}
-RUNS = [(kind, True) for kind in MASK_KINDS] + [("causal", False), ("hopping", False)]  # control: two masks, to save time
-images = {(kind, shared): [generate_per_prompt(pipe, e, seed=P.seed, same_noise=shared, **pipe_kwargs) for e in embeds[kind]]
-          for kind, shared in RUNS}
+drawn = storybook.draw_stories(pipe, STORIES, RUNS, seed=P.seed, batch=P.batch_size, **pipe_kwargs)
+n_later = sum(len(story) - 1 for story in STORIES)
+print(f"{len(STORIES)} first pictures and {len(RUNS)} × {n_later} later pictures drawn ({MODEL})")
 
 
-def caption(text: str, width: int = 26) -> str:
+def run_name(run: tuple[str, bool]) -> str:
+    return f"{run[0]}, {NOISE[run[1]]}"
+
+
+def caption(text: str, width: int = 24) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-s0 = P.stories[0]
-plots.image_grid([img for kind in MASK_KINDS for img in images[kind, True][0]],
-                 [caption(f"{kind}: {t}") for kind in MASK_KINDS for t in s0], cols=len(s0), size=2.2,
-                 title=f"Fig. 5 — story 1 under causal, hopping and hopping-code; same noise ({MODEL})")
-
 # %% [markdown]
-# The paper's Fig. 5 shows the second picture of its first story: without context the model
-# misses the action, with the first sentence in view it draws it. Fig. 7 collects more such pairs,
-# always the last picture of a story, vanilla on the left and the hopping mask on the right.
+# The paper's Fig. 5 and 7 put a vanilla picture beside a hopping-mask picture of the same
+# sentence; its Fig. 8 follows one subject through a story. Here are the first two stories
+# under all four runs, one row per run. Look at the later columns: the first sentence named the
+# colour, the later ones did not. Under vanilla CLIP ("causal") the purple star of the first
+# picture turns black and then blue, and the red circle turns white; the hopping mask keeps the
+# circle red in the second picture and loses it in the third, where the sentence before it no
+# longer names the colour — the literal mask looks back one sentence only. The code's mask draws
+# a triangle for "a circle in the sky". Two stories prove nothing either way; the next section
+# counts.
 
 # %%
-fig7 = [(s, len(P.stories[s]) - 1) for s in range(len(P.stories) - 1)]
-plots.image_grid([images[kind, True][s][k] for s, k in fig7 for kind in ("causal", "hopping")],
-                 [caption(f"{kind}: {P.stories[s][k]}") for s, k in fig7 for kind in ("causal", "hopping")],
-                 cols=2, size=2.2, title=f"Fig. 7 — last picture of stories 1–{len(P.stories) - 1} ({MODEL})")
+show = range(min(2, len(STORIES)))
+plots.image_grid([img for s in show for run in RUNS for img in drawn.images[run][s]],
+                 [caption(f"{run_name(run)}: {text}") for s in show for run in RUNS for text in STORIES[s]],
+                 cols=max(len(STORIES[s]) for s in show), size=2.1,
+                 title=f"Fig. 5 / Fig. 8 — stories 1–{len(show)}, one row per run ({MODEL})")
 
 # %% [markdown]
-# Fig. 8 of the paper is its consistency example: a dog through three scenes, the hopping mask
-# in the top row and vanilla below. Here it is the last story, with the control row added.
+# ## 4. Judged: do later pictures follow their sentence, and keep the subject's colour?
+#
+# The toy world can judge a picture without CLIP. For each later picture we ask two questions:
+#
+# * **follows its sentence**: the judge finds the sentence's shape and the background it names
+#   (the paper's Fig. 5 and 7 claim: context helps a picture follow its own sentence);
+# * **keeps the colour**: the subject — the largest object of the sentence's shape — has the colour
+#   named in the *first* sentence (the paper's Fig. 8 claim: the pictures of a story look alike).
+#
+# Every comparison is paired: the same story, the same sentence, the same noise, only the mask
+# differs (the control differs only in the noise). Rates carry exact 95 % intervals, differences
+# a bootstrap interval over pairs, and the p-value is the exact McNemar test on the pairs where
+# the two runs disagree. A claim holds when the 95 % interval of the difference lies above zero.
 
 # %%
-last = len(P.stories) - 1
-fig8_rows = [("hopping", True), ("causal", True), ("hopping", False)]
-names = {True: "same noise", False: "seed + k"}
-plots.image_grid([img for kind, shared in fig8_rows for img in images[kind, shared][last]],
-                 [caption(f"{kind}, {names[shared]}: {t}") for kind, shared in fig8_rows for t in P.stories[last]],
-                 cols=len(P.stories[last]), size=2.2, title=f"Fig. 8 — story {last + 1}, hopping above vanilla ({MODEL})")
+def follows(image, text: str, first: str) -> bool:
+    verdict = judge(image, text)
+    return verdict.correct and verdict.background_correct is not False
+
+
+def keeps_colour(image, text: str, first: str) -> bool:
+    wanted = parse_prompt(first).groups[0][0]
+    return judge(image, text).judgement.seen[0] == wanted
+
+
+if JUDGED:
+    judged = drawn.select(range(len(COLOUR)))
+    VANILLA = ("causal", SAME)
+    results = {
+        "follows": {run: storybook.compare(judged, VANILLA, run, follows) for run in RUNS[1:3]},
+        "keeps": {run: storybook.compare(judged, VANILLA, run, keeps_colour) for run in RUNS[1:3]},
+    }
+    results["noise"] = storybook.compare(judged, ("causal", CONTROL), VANILLA, keeps_colour)
+    rates = {"follows its sentence": {}, "keeps the first colour": {}}
+    for question, key in (("follows its sentence", "follows"), ("keeps the first colour", "keeps")):
+        first = next(iter(results[key].values()))
+        rates[question][run_name(VANILLA)] = first["a"]
+        for run, r in results[key].items():
+            rates[question][run_name(run)] = r["b"]
+    rates["keeps the first colour"][run_name(("causal", CONTROL))] = results["noise"]["a"]
+    panels = {q: {name: (r["rate"], *r["ci"]) for name, r in rows.items()} for q, rows in rates.items()}
+    fig9 = plots.interval_plot(panels, width=8.0,
+                               title=f"Fig. 9 — {results['noise']['n']} later pictures per run, judged ({MODEL})")
+else:
+    results = fig9 = None
+    print("the toy world's judge reads only the toy's colour stories: judged comparisons skipped on this run")
+fig9
 
 # %% [markdown]
-# ## 4. Numbers the paper does not give
+# Notice first the left panel: context does not help the toy follow its sentence. Vanilla CLIP
+# draws the sentence's shape on its background in almost every later picture; both hopping masks
+# do so less often, the code's mask clearly less (the report below gives the paired differences).
+# The right panel is where the masks work: vanilla keeps the first colour about as often as a
+# random pick among the six colours would (one in six), while the literal mask keeps it in about
+# half of the later pictures. Shared starting noise alone (the bottom row against the top) does
+# nothing for the colour here: the toy's noise does not fix an object's colour.
+
+# %%
+def pct(r: dict) -> str:
+    return f"{100 * r['rate']:.0f} % ({r['k']}/{r['n']})"
+
+
+if JUDGED:
+    table = pd.DataFrame(
+        [{"question": question, "run": name, "rate": pct(r),
+          "95 % interval": f"{100 * r['ci'][0]:.0f}–{100 * r['ci'][1]:.0f} %"}
+         for question, rows in rates.items() for name, r in rows.items()]
+    ).set_index(["question", "run"])
+    display(table)
+
+# %% [markdown]
+# Where do the masks change the outcome? The pictures below are the later sentences on which
+# vanilla CLIP and the literal hopping mask disagree about the colour: each pair shares story,
+# sentence and noise. Most pairs go the mask's way (a red circle stays red, a purple triangle
+# purple); look also for the pair that goes the other way because the mask changed the *shape*.
+# The toy's text encoder was trained on one sentence at a time, so a joint encoding is new to it:
+# the context it lets in carries the first sentence's shape as well as its colour, which is also
+# why fewer hopping pictures follow their own sentence.
+
+# %%
+if JUDGED:
+    later_v, later_h = judged.later(VANILLA), judged.later(("hopping", SAME))
+    flips = [(a, b, text, s) for (a, text, s), (b, _, _) in zip(later_v, later_h)
+             if keeps_colour(a, text, judged.stories[s][0]) != keeps_colour(b, text, judged.stories[s][0])][:6]
+    if flips:
+        display(plots.image_grid([im for a, b, _, _ in flips for im in (a, b)],
+                                 [caption(f"{kind}: {text} (first: {judged.stories[s][0]})", 26)
+                                  for _, _, text, s in flips for kind in ("causal", "hopping")],
+                                 cols=4, size=2.1, title=f"Fig. 7 — pairs where the mask changes the colour ({MODEL})"))
+    else:
+        print("vanilla and the literal mask agree on the colour of every later picture")
+
+# %% [markdown]
+# ## 5. What CLIP says
 #
 # Later training-free methods for consistent story pictures (among them 1Prompt1Story, which,
 # like the hopping mask, puts every frame's prompt into one CLIP input) judge themselves with two
 # kinds of number: how well each picture matches its own text, and how alike the pictures of a
-# story are. We use the simplest version of both, with a CLIP model that is printed with them:
+# story are. We give the simplest version of both for every run, with the CLIP model printed
+# beside them, because they are what a reader with a real model and no judge would use:
 #
-# * **text alignment**: the CLIP score of each picture with its own sentence,
+# * **text alignment**: the CLIP score of each later picture with its own sentence,
 #   $100\max(\cos(\text{image}, \text{text}), 0)$ (torchmetrics' definition);
-# * **consistency**: the mean cosine similarity of CLIP image embeddings over all pairs of
-#   pictures in a story (CLIP-I), averaged over the stories.
+# * **consistency (CLIP-I)**: the mean cosine similarity of CLIP image embeddings over all pairs
+#   of pictures in a story, averaged over the stories.
 #
-# Sentence 1 is the same picture under every mask (same embedding, same noise), so alignment is
-# also given for sentences 2 onwards, where the masks can differ.
+# Read CLIP-I with care. A story's pictures are on different backgrounds by design, and the toy
+# CLIP weighs the background heavily, so CLIP-I mixes "same subject" with "same place". An
+# earlier version of this chapter, with four stories, found same-noise pictures *less* alike to
+# the toy CLIP than different-noise ones, against what the judge sees. Over 32 stories the two
+# agree in direction: the masks raise CLIP-I as they raise the kept colour, and the noise control
+# moves CLIP-I by less than its intervals, as it leaves the colour unchanged. The judge's
+# colour rate is the measure the report uses; CLIP-I is here for models the judge cannot read.
 
 # %%
 clip, clip_processor = load_clip(P.clip_model)
 clip = clip.to(pipe.device)
 
 
-def alignment(kind: str, shared: bool, later_only: bool) -> float:
-    pairs = [(img, text) for story, imgs in zip(P.stories, images[kind, shared])
-             for k, (img, text) in enumerate(zip(imgs, story)) if k > 0 or not later_only]
-    imgs, texts = zip(*pairs)
-    return float(clip_score(clip, list(imgs), list(texts), processor=clip_processor).mean())
+def alignment(run: tuple[str, bool]) -> dict:
+    imgs, texts, _ = zip(*drawn.later(run))
+    return stats.mean_ci(clip_score(clip, list(imgs), list(texts), processor=clip_processor).tolist())
 
 
-def consistency(kind: str, shared: bool) -> float:
+def consistency(run: tuple[str, bool]) -> dict:
     per_story = []
-    for imgs in images[kind, shared]:
+    for imgs in drawn.images[run]:
         a, b = zip(*itertools.combinations(imgs, 2))
         per_story.append(float(clip_image_similarity(clip, list(a), list(b), processor=clip_processor).mean()))
-    return float(np.mean(per_story))
+    return stats.mean_ci(per_story)
 
 
-scores = pd.DataFrame(
-    [{"mask": kind, "noise": names[shared],
-      "CLIP score, all prompts": round(alignment(kind, shared, False), 2),
-      "CLIP score, prompts 2+": round(alignment(kind, shared, True), 2),
-      "consistency (CLIP-I)": round(consistency(kind, shared), 4)}
-     for kind, shared in RUNS]
-).set_index(["noise", "mask"])
-print(f"CLIP used for the scores: {P.clip_model}; {sum(map(len, P.stories))} pictures per row")
-scores
-
-# %% [markdown]
-# ## 5. Does the subject keep its colour?
-#
-# The toy world can judge a picture without CLIP: `segment()` finds the palette-coloured blobs
-# and names their shape. In the default stories the subject's colour is said once, in the first
-# sentence. Vanilla CLIP cannot know it afterwards; through the hopping mask the later sentences
-# can see it, one sentence back (and, under the literal mask, no further). We count the later
-# pictures whose largest object has the colour of the first sentence. The check needs toy-world
-# prompts; on other prompts it says so and is skipped.
+def with_ci(r: dict, digits: int) -> str:
+    return f"{r['mean']:.{digits}f} ({r['ci'][0]:.{digits}f}–{r['ci'][1]:.{digits}f})"
 
 
-# %%
-def colour_targets() -> list[tuple[int, int, str]]:
-    """(story, prompt, colour) for every later prompt that names the first prompt's shape without a colour."""
-    targets = []
-    for s, story in enumerate(P.stories):
-        try:
-            specs = [parse_prompt(text).groups[0] for text in story]
-        except ValueError:
-            continue
-        colour, shape, _ = specs[0]
-        if colour is None:
-            continue
-        targets += [(s, k, colour) for k, (c, sh, _) in enumerate(specs) if k > 0 and c is None and sh == shape]
-    return targets
-
-
-def kept_colour(kind: str, shared: bool, targets: list[tuple[int, int, str]]) -> tuple[int, int]:
-    """How many target pictures show an object at all, and how many of those in the first prompt's colour."""
-    found = kept = 0
-    for s, k, colour in targets:
-        blobs = segment(images[kind, shared][s][k])
-        if blobs:
-            found += 1
-            kept += max(blobs, key=lambda d: d.area).colour == colour
-    return found, kept
-
-
-targets = colour_targets()
-if targets:
-    colour_rows = []
-    for kind, shared in RUNS:
-        found, kept = kept_colour(kind, shared, targets)
-        colour_rows.append({"noise": names[shared], "mask": kind, "pictures": len(targets),
-                                "object found": found, "first prompt's colour": kept})
-    colours = pd.DataFrame(colour_rows).set_index(["noise", "mask"])
-    display(colours)
-else:
-    colours = None
-    print("no story names a toy-world subject with its colour and then leaves the colour out: colour check skipped")
+clip_scores = {run: (alignment(run), consistency(run)) for run in RUNS}
+print(f"CLIP used for the scores: {P.clip_model}; {n_later} later pictures and {len(STORIES)} stories per run; "
+      "means with bootstrap 95 % intervals")
+pd.DataFrame([{"run": run_name(run), "CLIP score, later pictures": with_ci(a, 2), "CLIP-I within a story": with_ci(c, 3)}
+              for run, (a, c) in clip_scores.items()]).set_index("run")
 
 # %% [markdown]
 # ## Reproduction report
 #
 # The paper's claims are qualitative, made with a handful of pictures from Stable Diffusion v1.4.
 # The mechanical ones (how the mask is built, what it leaves unchanged) are checked exactly and
-# hold on any model. The claims about the pictures are checked here only on the model named in
-# each row: on `toy` they say how a miniature model trained on coloured shapes responds to the
-# same intervention, not how SD v1.4 does. Testing them properly needs the paper preset on a GPU,
-# many more stories and seeds, and a CLIP trained on real images (the paper preset names
-# `openai/clip-vit-large-patch14`) — the cells above run unchanged there.
+# hold on any model. The claims about pictures are measured on the model named in each row,
+# over every later picture of the colour stories, paired with vanilla CLIP on the same noise;
+# each verdict follows from the rule printed under its claim (`data/reference/02_hopping_mask_sequences.yaml`).
+# On `toy` they say how a miniature model trained on coloured shapes responds to the same
+# intervention, not how SD v1.4 does; the paper preset runs the same cells there.
 
 # %%
-def _higher(a: float, b: float) -> str:
-    return "higher" if a > b else "not higher"
-
-
-same, ctrl = names[True], names[False]
-a_van, a_hop, a_code = (scores.loc[(same, k), "CLIP score, prompts 2+"] for k in MASK_KINDS)
-c_van, c_hop, c_code = (scores.loc[(same, k), "consistency (CLIP-I)"] for k in MASK_KINDS)
-c_van_ctrl, c_hop_ctrl = (scores.loc[(ctrl, k), "consistency (CLIP-I)"] for k in ("causal", "hopping"))
-leak_hop, leak_code = max(leak["hopping"]), max(leak["hopping-code"])
-n_later = sum(len(story) - 1 for story in P.stories)
 rows = [
-    {"what": "several prompts go through CLIP as one sequence", "paper": "Prompt₁ <SEP> Prompt₂ <SEP> … (Eq. 4)",
-     "ours": f"{len(P.stories)} stories, {min(l.used for l in layouts)}–{max(l.used for l in layouts)} of 77 tokens",
-     "model": MODEL, "verdict": "holds (mechanism)"},
-    {"what": "a prompt sees only the prompt before it (Eq. 5)", "paper": "P(i) − P(j) ≤ 1, j ≤ i",
-     "ours": f"changing the last prompt moves earlier ones by {leak_hop:.3g} (hopping), {leak_code:.3g} (hopping-code)",
-     "model": MODEL,
-     "verdict": ("holds for the literal mask" if leak_hop == 0 else "fails for the literal mask")
-     + ("; the authors' code leaks later prompts back" if leak_code > 0 else "")},
-    {"what": "the first prompt is drawn as by vanilla SD", "paper": "implied by Eq. 5",
-     "ours": f"largest relative change of a first prompt: {first_moved:.3g}", "model": MODEL,
-     "verdict": "holds" if first_moved == 0 else "does not hold"},
-    {"what": "later pictures follow their prompt better (Fig. 5, 7)", "paper": "shown on 4 picture pairs, no measure",
-     "ours": f"mean CLIP score of {n_later} later pictures: causal {a_van:.2f}, hopping {a_hop:.2f}, "
-             f"hopping-code {a_code:.2f}",
-     "model": f"{MODEL} (CLIP: {P.clip_model})",
-     "verdict": f"hopping {_higher(a_hop, a_van)} than vanilla on this run; not a test on SD v1.4"},
-    {"what": "pictures of a story look more alike (Fig. 8)", "paper": "shown on 1 story, no measure",
-     "ours": f"CLIP-I same noise: causal {c_van:.3f}, hopping {c_hop:.3f}, hopping-code {c_code:.3f}; "
-             f"seed + k: causal {c_van_ctrl:.3f}, hopping {c_hop_ctrl:.3f}",
-     "model": f"{MODEL} (CLIP: {P.clip_model})",
-     "verdict": f"hopping {_higher(c_hop, c_van)} than vanilla; shared noise alone adds {c_van - c_van_ctrl:+.3f}"},
+    claim_row(REF, "one_sequence", ours=max(l.used for l in layouts), n=len(STORIES), model=MODEL),
+    claim_row(REF, "no_look_ahead", ours=max(leak["hopping"]), n=1, model=MODEL),
+    claim_row(REF, "first_unchanged", ours=first_moved, n=len(STORIES), model=MODEL),
 ]
-if colours is not None:
-    kept = {k: colours.loc[(same, k), "first prompt's colour"] for k in MASK_KINDS}
-    rows.append({"what": "the subject keeps its colour when later prompts omit it", "paper": "not tested (our toy check)",
-                 "ours": f"{len(targets)} later pictures, first prompt's colour: causal {kept['causal']}, "
-                         f"hopping {kept['hopping']}, hopping-code {kept['hopping-code']} (same noise)",
-                 "model": MODEL, "verdict": f"hopping {_higher(kept['hopping'], kept['causal'])} than vanilla on this run"})
+if JUDGED:
+    for key, question, kind in (("later_follow", "follows", "hopping"), ("later_follow_code", "follows", "hopping-code"),
+                                ("colour_kept", "keeps", "hopping"), ("colour_kept_code", "keeps", "hopping-code")):
+        r = results[question][kind, SAME]
+        rows.append(claim_row(REF, key, ours=r["gain"]["mean"], ci=r["gain"]["ci"], n=r["n"], test=r["test"], p=r["p"],
+                              model=MODEL))
+    r = results["noise"]
+    rows.append(claim_row(REF, "shared_noise_alone", ours=r["gain"]["mean"], ci=r["gain"]["ci"], n=r["n"],
+                          test=r["test"], p=r["p"], model=MODEL))
 sdprobe.book.notebook.reproduction_report(rows)

@@ -34,6 +34,9 @@ def test_stories_are_drawn_once_per_first_sentence_and_paired_by_story_seed(tiny
                                    width=64)
     assert list(again.images["causal", True][0][1].getdata()) == list(drawn.images["causal", True][0][1].getdata())
 
+    second = drawn.select([1])
+    assert second.stories == stories[1:] and second.images["causal", False] == drawn.images["causal", False][1:]
+
     verdicts = storybook.compare(drawn, ("causal", True), ("hopping", True), lambda im, text, first: "dog" in text)
     assert verdicts["n"] == 3 and verdicts["gain"]["mean"] == 0 and verdicts["test"] == "McNemar (exact)"
     numbers = storybook.compare(drawn, ("causal", True), ("hopping", True), lambda im, text, first: float(len(text)))

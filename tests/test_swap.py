@@ -180,6 +180,27 @@ def test_region_swap_takes_a_inside_the_grid_and_keeps_b_outside(sd1, layer):
     assert not torch.equal(a[~inside], b[~inside])
 
 
+def test_a_finer_region_is_followed_by_fine_layers_and_pooled_so_coarse_layers_never_reach_outside_it(sd1):
+    layers = ["OUT11", "OUT3", "MID"]
+    with record_features(sd1, layers, steps=[0]) as store_a:
+        generate(sd1, PROMPT_A)
+    with record_features(sd1, layers, steps=[0]) as store_b:
+        generate(sd1, PROMPT_B)
+    fine = torch.zeros(4, 4, dtype=torch.bool)  # twice the lowest 2 x 2 grid
+    fine[:2, :2] = True  # one whole coarse cell ...
+    fine[2, 3] = True  # ... and a quarter of another
+    expected_mid = torch.tensor([[True, False], [False, False]])  # only the whole cell survives pooling
+    for name in layers:  # one layer at a time: a swap upstream would change what B computes downstream
+        with swap_features(sd1, store_a, [name], steps=[0], region=fine), record_features(sd1, [name], steps=[0]) as seen:
+            generate(sd1, PROMPT_B)
+        a, b, out = (s.get(name, 0) for s in (store_a, store_b, seen))
+        h, w = out.shape[-2:]
+        grid = expected_mid if (h, w) == (2, 2) else fine
+        inside = torch.nn.functional.interpolate(grid[None, None].float(), size=(h, w), mode="nearest").bool()
+        inside = inside.expand_as(out)
+        assert torch.equal(out[inside], a[inside]) and torch.equal(out[~inside], b[~inside]), name
+
+
 def test_threshold_swap_replaces_only_elements_closer_than_the_threshold(sd1):
     with record_features(sd1, ["OUT4"], steps=[0]) as store_a:
         generate(sd1, PROMPT_A)
@@ -253,7 +274,7 @@ def test_steps_outside_the_schedule_are_refused(sd1):
 def test_region_of_the_wrong_shape_is_refused(sd1):
     with record_features(sd1, ["OUT3"]) as store:
         generate(sd1, PROMPT_A)
-    with pytest.raises(ValueError, match=r"\[H, W\] = \[2, 2\].*got shape \[14, 10\]"):
+    with pytest.raises(ValueError, match=r"\[H, W\] = \[2, 2\].*k times finer.*got shape \[14, 10\]"):
         with swap_features(sd1, store, region=torch.ones(14, 10, dtype=torch.bool)):
             pass
     with pytest.raises(ValueError, match="boolean grid"):

@@ -70,7 +70,7 @@ def _unet_weights(work):
 
 
 def test_an_interrupted_unet_run_resumes_to_the_same_weights(vae_work, tmp_path):
-    options = dict(batch=2, pool_size=16, milestones=(), judge_images=1, vae_from=vae_work, warmup=2)
+    options = dict(batch=2, pool_size=16, milestones=(), judge_images=1, judge_steps=2, vae_from=vae_work, warmup=2)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train.train_unet(steps=4, work=whole, **options)
     quiet = {**options, "judge_images": 0}  # judging draws images after training: it cannot change the weights
@@ -96,7 +96,8 @@ def test_a_time_budget_stops_early_and_never_runs_past_the_step_limit(vae_work, 
 def test_export_ships_one_dtype_a_stock_pipeline_loads(vae_work, tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    train.train_unet(steps=1, batch=1, pool_size=8, milestones=(), judge_images=1, vae_from=vae_work, work=vae_work)
+    train.train_unet(steps=1, batch=1, pool_size=8, milestones=(), judge_images=1, judge_steps=2, vae_from=vae_work,
+                     work=vae_work)
     out = train.export(tmp_path / "toy", vae_work, weights="raw")
     pipe = StableDiffusionPipeline.from_pretrained(out, local_files_only=True)
     assert {pipe.unet.dtype, pipe.vae.dtype, pipe.text_encoder.dtype} == {torch.float32}

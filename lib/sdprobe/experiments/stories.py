@@ -60,6 +60,12 @@ class StoryRuns:
         return [(im, text, s) for s, (story, imgs) in enumerate(zip(self.stories, self.images[run]))
                 for k, (im, text) in enumerate(zip(imgs, story)) if k > 0]
 
+    def select(self, which: Sequence[int]) -> StoryRuns:
+        """The stories ``which`` only (e.g. those a judge can read), every run kept."""
+        which = list(which)
+        return StoryRuns([self.stories[s] for s in which],
+                         {run: [imgs[s] for s in which] for run, imgs in self.images.items()})
+
 
 def _joint(embeds: Sequence[PromptEmbeds]) -> PromptEmbeds:
     """Every story's per-sentence embeddings as one table (the empty prompt is shared)."""

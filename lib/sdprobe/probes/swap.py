@@ -311,8 +311,10 @@ def swap_features(
         store: from :func:`record_features`.
         layers: names to swap, a subset of ``store.layers``; ``None``: all recorded layers; ``[]``: none.
         steps: steps (U-Net calls, from 0) to swap, a subset of ``store.steps``; ``None``: all recorded.
-        region: ``[H, W]`` boolean grid at the lowest U-Net resolution (``store.lowest_resolution``),
-            True where A's features are taken; resized by nearest neighbour to each layer.
+        region: ``[H, W]`` boolean grid, True where A's features are taken: at the lowest U-Net
+            resolution (``store.lowest_resolution``) or ``k`` times finer. Layers at least as fine
+            as the grid take it by nearest neighbour; a coarser layer takes a cell only where
+            every grid cell inside it is True, so a region drawn around a subject never reaches it.
         threshold: replace only elements with ``|saved - current| < threshold`` (positive, finite).
         several: swap into several pipeline calls made inside the block (each is checked and
             swapped like the first); by default a second call is refused.
@@ -383,12 +385,21 @@ def _selection(
     if grid is not None:
         size = tuple(current.shape[-2:])
         if size not in cache:
-            cache[size] = F.interpolate(grid[None, None].float(), size=size, mode="nearest").bool()
+            cache[size] = _region_at(grid, size)
         take = cache[size].to(current.device)
     if threshold is not None:
         close = (saved - current).abs() < threshold
         take = close if take is None else take & close
     return take
+
+
+def _region_at(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``grid`` ``[gh, gw]`` at a layer's ``size``: ``[1, 1, h, w]``, upsampled by nearest
+    neighbour, or pooled so that a coarse cell is True only when all its fine cells are."""
+    if size[0] >= grid.shape[0] and size[1] >= grid.shape[1]:
+        return F.interpolate(grid[None, None].float(), size=size, mode="nearest").bool()
+    outside = F.adaptive_max_pool2d((~grid)[None, None].float(), size)
+    return outside == 0
 
 
 def _check_region(region: Any, shape: tuple[int, int]) -> torch.Tensor:
@@ -397,10 +408,11 @@ def _check_region(region: Any, shape: tuple[int, int]) -> torch.Tensor:
         if grid.is_floating_point() or grid.is_complex() or not bool(((grid == 0) | (grid == 1)).all()):
             raise ValueError(f"region must be a boolean grid (or 0/1 integers), got dtype {grid.dtype}")
         grid = grid.bool()
-    if tuple(grid.shape) != shape:
+    finer = grid.shape[0] // shape[0] if grid.dim() == 2 else 0
+    if finer < 1 or tuple(grid.shape) != (finer * shape[0], finer * shape[1]):
         raise ValueError(
-            f"region must be a [H, W] = {list(shape)} grid (the lowest U-Net resolution of the recorded run), "
-            f"got shape {list(grid.shape)}"
+            f"region must be a [H, W] = {list(shape)} grid (the lowest U-Net resolution of the recorded run) "
+            f"or k times finer ([{2 * shape[0]}, {2 * shape[1]}], …), got shape {list(grid.shape)}"
         )
     return grid
 

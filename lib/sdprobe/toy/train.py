@@ -251,14 +251,14 @@ CALIBRATION_STEPS = (20, 70)
 def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: int = 200, seed: int = 0,
                drop: float = 0.1, snr_gamma: float = 5.0, noise_offset: float = 0.1, pool_size: int = 24_000,
                milestones: tuple[float, ...] = (500, 1000, 2000, 3000, 4000, 6000, 8000),
-               judge_images: int = 32, work: Path = WORK, vae_from: Path | None = None,
+               judge_images: int = 32, judge_steps: int = 20, work: Path = WORK, vae_from: Path | None = None,
                device: str = "cpu", workers: int = 1, minutes: float | None = None,
                grounding_weight: float = 0.0, pixel_weight: float = 0.0, init_from: Path | None = None) -> None:
     """The U-Net and the text encoder together on a pool of VAE latents (see the module docstring).
 
     At each of ``milestones`` (steps, or fractions of the run when below 1) and at the last step,
     the EMA weights draw ``judge_images`` validation prompts per scene kind and the world's judge
-    scores them (``milestones.jsonl``); at the last step the raw weights are judged too, and the
+    scores them after ``judge_steps`` sampler steps (``milestones.jsonl``); at the last step the raw weights are judged too, and the
     checkpoint records which the judge prefers (``judge_images=0`` judges nothing). With
     ``minutes``, the run times its steps :data:`CALIBRATION_STEPS` and then takes as many steps
     (at most ``steps``) as fit. ``grounding_weight`` and ``pixel_weight`` add the token and pixel
@@ -350,7 +350,8 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
                   step=step, total=total, scale=scale, prefer=None, recipe=recipe)
         judged = {int(round(m * total)) if m < 1 else int(m) for m in milestones}
         if judge_images and (step in judged or step == total):
-            prefer = _milestone(work, step, step == total, vae, unet, text, params, ema, tok, scale, judge_images)
+            prefer = _milestone(work, step, step == total, vae, unet, text, params, ema, tok, scale, judge_images,
+                                judge_steps)
             if step == total:
                 _save(ckpt, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(), ema=ema,
                       step=step, total=total, scale=scale, prefer=prefer, recipe=recipe)
@@ -389,7 +390,7 @@ def train_grounding(steps: int = 2000, *, work: Path = WORK, **options) -> None:
 
 @torch.no_grad()
 def _milestone(work: Path, step: int, final: bool, vae, unet, text, params, ema, tok, scale: float,
-               judge_images: int) -> str:
+               judge_images: int, judge_steps: int = 20) -> str:
     """Judge the EMA weights (and at the end the raw ones); log, save samples, return the better."""
     results = {}
     raw = [p.detach().clone() for p in params]
@@ -397,10 +398,10 @@ def _milestone(work: Path, step: int, final: bool, vae, unet, text, params, ema,
         for p, w in zip(params, ema if name == "ema" else raw):
             p.copy_(w)
         pipe = _pipeline(vae, unet, text, tok, scale)
-        results[name] = judge_milestone(pipe, judge_images)
+        results[name] = judge_milestone(pipe, judge_images, steps=judge_steps)
         _log(work, "milestones", {"step": step, "weights": name, **results[name]})
         if name == "ema":
-            _milestone_samples(work, step, pipe)
+            _milestone_samples(work, step, pipe, judge_steps)
     for p, w in zip(params, raw):
         p.copy_(w)
     return max(results, key=lambda k: results[k]["mean_correct"])
@@ -507,11 +508,11 @@ SAMPLE_PROMPTS = ("a red circle on the field", "three blue squares in the snow",
 
 
 @torch.no_grad()
-def _milestone_samples(work: Path, step: int, pipe) -> None:
+def _milestone_samples(work: Path, step: int, pipe, steps: int = 20) -> None:
     """Draw the sample prompts with the weights of this step (the chapter shows them over training)."""
     from PIL import Image
 
-    images = pipe(list(SAMPLE_PROMPTS), num_inference_steps=20,
+    images = pipe(list(SAMPLE_PROMPTS), num_inference_steps=steps,
                   generator=[torch.Generator().manual_seed(k) for k in range(len(SAMPLE_PROMPTS))]).images
     (work / "samples").mkdir(exist_ok=True)
     Image.fromarray(np.concatenate([np.asarray(im) for im in images], axis=1)).save(work / "samples" / f"step{step:05d}.png")
