@@ -67,7 +67,8 @@ study_layers = ["IN8", "OUT3", "OUT4", "OUT5", "OUT6", "OUT10"]  # experiment 2 
 threshold_layers = ["OUT3", "OUT4", "OUT5", "OUT6", "OUT10"]  # experiment 3
 thresholds = [0.01, 0.03, 0.05, 0.07, 0.09, 0.11, 0.13, 0.15, 0.17, 0.19]
 foreground = "world"  # "world": the toy world's segmentation; "rembg": rembg's U²-Net (real images)
-region_max_foreground = 0.5  # a region cell is swapped when at most this share of it is foreground (toy: 2×2 cells)
+region_scale = 4  # the region's grid, this many times finer than the lowest U-Net map (toy: 2 × 2 -> 8 × 8)
+region_max_foreground = 0.0  # a region cell is kept from A when at most this share of it is A's subject
 min_pose_iou = 0.5  # the subject "kept its pose" when its mask overlaps A's by at least this IoU
 
 # %%
@@ -83,7 +84,7 @@ P = check_parameters(globals(), {
     "whole_until": ListOf(Int(1, 1000)), "whole_layer_sets": ListOf(ListOf(Str())), "anchor_layers": ListOf(Str()),
     "anchor_until": Int(1, 1000), "study_layers": ListOf(Str()), "threshold_layers": ListOf(Str()),
     "thresholds": ListOf(Float(0.0, 1e6)), "foreground": Choice(("world", "rembg")),
-    "region_max_foreground": Float(0.0, 1.0), "min_pose_iou": Float(0.0, 1.0),
+    "region_scale": Int(1, 64), "region_max_foreground": Float(0.0, 1.0), "min_pose_iou": Float(0.0, 1.0),
 })
 if max(P.whole_until) > P.steps or P.anchor_until >= P.steps:
     raise ParameterError(f"whole_until (≤ steps) and anchor_until (< steps) count scheduler steps 1..{P.steps}; "
@@ -106,7 +107,7 @@ from sdprobe.analysis.consistency import foreground_mask, judge_edit, keep_regio
 from sdprobe.models.layers import resolve_layers, text_layers
 from sdprobe.analysis.metrics import background_mse
 from sdprobe.paths import DATA_DIR
-from sdprobe.probes.swap import record_features, swap_features
+from sdprobe.probes.swap import record_features, region_at, swap_features
 from sdprobe.toy.world import PALETTE, parse_prompt
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
@@ -307,20 +308,45 @@ plots.image_grid([image_a, plain_b, best2_r["image"]],
 # After the whole swap of the anchor layers (OUT3 + OUT4 until step 20 in the paper), the
 # features are swapped only inside a region meant to stay as in A, in every subset of the six
 # study layers. The paper drew the region by hand on a 10 × 14 grid, the size of the U-Net's
-# lowest feature map at 640 × 896 (its Fig. 4). We draw it by rule instead: the cells of the
-# lowest feature map in which A's subject covers at most `region_max_foreground` of the area.
-# On toy that map is only 2 × 2 and the subject reaches into every cell, so no cell is free of
-# it; with the default 0.5 every cell qualifies and the "region" swap becomes a whole-map swap
-# in the chosen layers after the anchor. The rule only draws a real region at the paper's scale.
+# lowest feature map at 640 × 896 (its Fig. 4): cells of 64 pixels, a tenth of the image's width.
+# We draw it by rule instead: the cells in which A's subject covers at most
+# `region_max_foreground` of the area (none of it, by default).
+#
+# The grid has to be fine enough for that rule to find cells free of the subject. The toy's
+# lowest map is 2 × 2 at 128 × 128 pixels, and a subject reaches into all four cells, so a region
+# drawn there would be the whole map. We draw it on a grid `region_scale` = 4 times finer, 8 × 8
+# cells of 16 pixels (an eighth of the image's side, the nearest the toy comes to the paper's
+# tenth), and hand each layer the region at its own size: a layer as fine as the grid or finer
+# takes it as it is; a coarser layer takes a cell only where every grid cell inside it is kept,
+# so the pooled region never reaches the subject. Of the study layers, OUT6 and OUT10 (8 × 8 and
+# 16 × 16) take the region as drawn, IN8 and OUT3–5 (4 × 4) its pooled form. The paper preset
+# keeps the paper's own grid (`region_scale: 1`).
 
 # %%
-GRID = store.lowest_resolution
+LOWEST = store.lowest_resolution
+GRID = (LOWEST[0] * P.region_scale, LOWEST[1] * P.region_scale)
+if GRID[0] > P.height or GRID[1] > P.width:
+    raise ParameterError(f"region_scale={P.region_scale} asks for a {GRID[0]} × {GRID[1]} grid on a "
+                         f"{P.height} × {P.width} image; use at most {min(P.height // LOWEST[0], P.width // LOWEST[1])}")
 REGION = keep_region(FG_A, GRID, max_share=P.region_max_foreground)
-cells = np.kron(REGION, np.ones((P.height // GRID[0] + 1, P.width // GRID[1] + 1)))[: P.height, : P.width]
-shown = (np.asarray(image_a, dtype=np.float32) * (0.15 + 0.85 * cells[..., None])).astype(np.uint8)
-print(f"region: {int(REGION.sum())} of {REGION.size} cells of the {GRID[0]} × {GRID[1]} grid are swapped from A")
-plots.image_grid([image_a, shown], ["A", "swapped region (bright)"], size=2.6,
-                 title=f"Fig. 4 — the region kept from A ({MODEL})")
+SIZES = sorted({tuple(store.get(name, 0).shape[-2:]) for name in P.study_layers}, reverse=True)
+
+
+def brighten(region) -> np.ndarray:
+    """A's picture, dark outside ``region`` (any grid), bright inside."""
+    cells = region_at(region, (P.height, P.width)).numpy()
+    return (np.asarray(image_a, dtype=np.float32) * (0.15 + 0.85 * cells[..., None])).astype(np.uint8)
+
+
+print(f"region: {int(REGION.sum())} of {REGION.size} cells of the {GRID[0]} × {GRID[1]} grid are kept from A")
+for size in SIZES:
+    taken = region_at(REGION, size)
+    layers = ", ".join(n for n in P.study_layers if tuple(store.get(n, 0).shape[-2:]) == size)
+    print(f"  {layers} ({size[0]} × {size[1]}): {int(taken.sum())} of {taken.numel()} cells")
+panels = [image_a, brighten(REGION)] + [brighten(region_at(REGION, size)) for size in SIZES if size < GRID]
+titles = ["A", f"kept from A on the {GRID[0]} × {GRID[1]} grid"] + [f"as the {h} × {w} layers take it"
+                                                                    for h, w in SIZES if (h, w) < GRID]
+plots.image_grid(panels, titles, size=2.6, title=f"Fig. 4 — the region kept from A ({MODEL})")
 
 # %%
 ANCHOR = {"layers": P.anchor_layers, "steps": range(P.anchor_until)}

@@ -58,6 +58,7 @@ __all__ = [
     "StoreMismatchError",
     "estimate_store_nbytes",
     "record_features",
+    "region_at",
     "swap_features",
     "unet_fingerprint",
 ]
@@ -385,7 +386,7 @@ def _selection(
     if grid is not None:
         size = tuple(current.shape[-2:])
         if size not in cache:
-            cache[size] = _region_at(grid, size)
+            cache[size] = region_at(grid, size)[None, None]
         take = cache[size].to(current.device)
     if threshold is not None:
         close = (saved - current).abs() < threshold
@@ -393,13 +394,17 @@ def _selection(
     return take
 
 
-def _region_at(grid: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``grid`` ``[gh, gw]`` at a layer's ``size``: ``[1, 1, h, w]``, upsampled by nearest
-    neighbour, or pooled so that a coarse cell is True only when all its fine cells are."""
+def region_at(region: Any, size: tuple[int, int]) -> torch.Tensor:
+    """A keep-region as a layer of ``size`` ``(h, w)`` takes it: bool ``[h, w]``.
+
+    A layer at least as fine as the region's grid takes it by nearest neighbour; a coarser layer
+    takes a cell only where every grid cell inside it is True (a pooled region never grows).
+    """
+    grid = torch.as_tensor(region).bool()
     if size[0] >= grid.shape[0] and size[1] >= grid.shape[1]:
-        return F.interpolate(grid[None, None].float(), size=size, mode="nearest").bool()
+        return F.interpolate(grid[None, None].float(), size=size, mode="nearest")[0, 0].bool()
     outside = F.adaptive_max_pool2d((~grid)[None, None].float(), size)
-    return outside == 0
+    return outside[0, 0] == 0
 
 
 def _check_region(region: Any, shape: tuple[int, int]) -> torch.Tensor:
