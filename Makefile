@@ -32,19 +32,18 @@ PRESETS   ?= default
 help:
 	@echo "make book   install, execute every notebook on the toy model, build the HTML book into $(BUILD)"
 	@echo "make test   install, build the book from committed outputs, run the library, notebook and page tests"
-	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper'  batch papermill reruns into runs/"
+	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper' [RAY=local|ADDRESS]  batch papermill reruns into runs/"
 	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, several hours; resumable)"
 
-# torch first and pinned, so the resolver never reaches for a newer CUDA build. --no-compile:
-# Python compiles the modules it imports when it first imports them, not all of torch up front. daam 0.2.0, the
+# torch first and pinned, so the resolver never reaches for a newer CUDA build. daam 0.2.0, the
 # reference the heat-map tests compare against, pins an old diffusers: it comes without its
 # dependencies (those it imports are in the test extra).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | (grep -v "^WARNING: Location" || true)
-	$(BIN)/python -m pip install -q --no-compile torch==2.13.0 2>&1 | (grep -v "^WARNING: Location" || true)
-	$(BIN)/python -m pip install -q --no-compile -e ".[book,test]" 2>&1 | (grep -v "^WARNING: Location" || true)
-	$(BIN)/python -m pip install -q --no-compile --no-deps daam==0.2.0 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -m pip install -q torch==2.13.0 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -m pip install -q -e ".[book,test]" 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -m pip install -q --no-deps daam==0.2.0 2>&1 | (grep -v "^WARNING: Location" || true)
 	$(BIN)/python -c "import torch, diffusers, transformers, sdprobe, daam; assert torch.__version__.startswith('2.13.0'), torch.__version__"
 	touch $(STAMP)
 
@@ -72,8 +71,11 @@ chromium:
 test: install chromium html
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# RAY=local starts a Ray cluster on this machine; RAY=<address> joins one (see book/cluster.md).
+RAY ?=
 rerun: install
-	$(BIN)/python -m sdprobe.book.runs batch --notebooks $(NOTEBOOKS) --presets $(PRESETS)
+	$(BIN)/python -m sdprobe.book.runs batch --notebooks $(NOTEBOOKS) --presets $(PRESETS) \
+	  $(if $(RAY),--ray $(if $(filter local,$(RAY)),,$(RAY)),)
 
 # Deterministic from seeds; checkpoints in .toytrain/ make an interrupted run resume.
 toy: install

@@ -21,11 +21,18 @@
 # *latent* space instead of on pixels; and a prompt steers every step through cross-attention.
 # This chapter turns each of those steps into something you can run and look at.
 #
+# **What you will see.** A picture drowning in noise step by step, and the one-jump formula that
+# gets there directly; the denoising loop as a player you can scrub, with the network's running
+# guess of the final picture beside the noisy latent; how small the latent is, and what the
+# autoencoder keeps; the prompt as tokens and the cross-attention layers that read it; and
+# classifier-free guidance measured on 64 images per scale — how often the picture follows the
+# prompt, and how much the seed still changes.
+#
 # Everything below goes through the same library calls whatever the model: change `model` in the
 # parameters cell to `"CompVis/stable-diffusion-v1-4"` on a GPU and the same figures come from the
 # real weights.
 
-# %%
+# %% tags=["hide-cell"]
 # Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
 import os
 import subprocess
@@ -53,7 +60,7 @@ show_at = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]  # fractions of the way through denoisi
 guidance_scales = [1.0, 7.5]  # the claims compare the first and the last scale
 claim_seeds = 4  # seeds per prompt in the measurements (16 prompts each)
 
-# %%
+# %% tags=["hide-cell"]
 import sdprobe
 from sdprobe.book.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Size, Str, check_parameters
 
@@ -66,7 +73,7 @@ P = check_parameters(globals(), {
     "guidance_scales": ListOf(Float(0.0, 50.0), min_len=2), "claim_seeds": Int(2, 64),
 })
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 import pandas as pd
 import torch
@@ -81,6 +88,7 @@ from sdprobe.models.latents import decode_latents, encode_images, images_to_tens
 from sdprobe.book.scenes import demo_scene
 from sdprobe.probes.trajectory import record_trajectory, trajectory_gap
 from sdprobe.toy.evaluate import appearance, judge, open_prompts
+from sdprobe.book.tables import show_table
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
 MODEL = sdprobe.model_label(pipe)
@@ -96,7 +104,7 @@ def generate(text: str):
     return image, traj
 
 
-pd.DataFrame(
+show_table(pd.DataFrame(
     {
         "the explainer (Stable Diffusion v1)": ["SD v1.x", "512 × 512", "64 × 64 × 4", "1000", "not stated", "CLIP ViT-L/14"],
         "this run": [MODEL, f"{P.height} × {P.width}", f"{P.height // 8} × {P.width // 8} × 4",
@@ -104,7 +112,7 @@ pd.DataFrame(
                      type(pipe.text_encoder).__name__],
     },
     index=["model", "image", "latent", "training timesteps T", "sampling steps", "text encoder"],
-)
+))
 
 # %% [markdown]
 # Which model drew the figures of this page is printed in the table above and in every figure
@@ -161,6 +169,17 @@ row_xt = [traj.decode(pipe, i)[0] for i in picks]
 row_x0 = [traj.decode(pipe, i, which="x0")[0] for i in picks]
 plots.image_grid(row_xt + row_x0, [f"x_t, into step {i}" for i in picks] + [f"x̂₀, at step {i}" for i in picks],
                  cols=len(picks), size=1.7, title=f"Fig. 3 — denoising, right to left in the explainer's picture ({MODEL})")
+
+# %% [markdown]
+# The strip picks a few steps; the player below holds all of them. Drag the slider or press play,
+# and watch the two panels meet: $x_t$ (left) is mostly noise until late, while the network's
+# guess $\hat x_0$ (right) shows the object and its colour after a few steps and then only
+# sharpens.
+
+# %%
+plots.player([[traj.decode(pipe, i)[0], traj.decode(pipe, i, which="x0")[0]] for i in range(len(traj))],
+             ["x_t (what the sampler holds)", "x̂₀ (the network's guess)"],
+             [f"step {i} of {len(traj)}" for i in range(len(traj))], title=f"Fig. 3b — {P.prompt!r} ({MODEL})")
 
 # %%
 calls = len(traj) * (2 if P.guidance > 1 else 1)
@@ -225,11 +244,11 @@ print(f"one U-Net call: {flops_latent / 1e9:.3g} GFLOP on the latent grid, {flop
 # (an inpainting mask, say) are concatenated to the latent.
 
 # %%
-prompt_tokens(pipe, P.prompt).T
+show_table(prompt_tokens(pipe, P.prompt).T, transpose=False)
 
 # %%
 print({k: list(v) for k, v in text_embedding_shapes(pipe, P.prompt).items()})
-cross_attention_table(pipe)
+show_table(cross_attention_table(pipe))
 
 # %% [markdown]
 # Same seed, same starting noise, two prompts: the trajectories start identical and part ways as
@@ -331,7 +350,7 @@ plots.interval_plot(panels, title=f"Fig. 10 — guidance over {sweep.n} images p
 # it into a verdict. Intervals: exact binomial for rates, bootstrap (10,000 resamples) for means
 # and differences, over images, pairs or prompts as the row says.
 
-# %%
+# %% tags=["hide-input"]
 rows = [
     claim_row(REF, "forward_closed_form", ours=forward_error, n=128, model=MODEL),
     claim_row(REF, "pure_noise", ours=float(sched["signal"][-1]), n=1, model=MODEL),
@@ -346,3 +365,20 @@ rows.append(claim_row(REF, "guidance_less_varied", ours=varied["loss"]["mean"], 
                       test=f"sign test over {varied['prompts']} prompts", p=varied["p"], model=MODEL,
                       unit=None if TOY else "pixel units (0–255)"))
 sdprobe.book.notebook.reproduction_report(rows)
+
+# %% [markdown]
+# ## Try it yourself
+#
+# Each exercise changes the parameters cell (or `papermill … -p name value`) and runs in a few
+# minutes on a laptop CPU; on a GPU, set `model` to a real checkpoint and compare.
+#
+# 1. **When is the count decided?** Set `prompt = "three blue squares in the snow"` and step
+#    through the player of §2. At which step does $\hat x_0$ first show three squares? Is the
+#    colour settled before or after the count?
+# 2. **A weaker guide.** Set `guidance_scales = [1.0, 3.0, 7.5]`. Does judged correctness rise
+#    steadily with the scale, and does the share of seed pairs that differ fall steadily?
+# 3. **Another sampler.** Set `scheduler = "ddim"` and `steps = 10`. How does Fig. 4's curve of
+#    per-step change move, and does the final picture still draw the prompt?
+# 4. **Noise you can see.** Add `300` and `400` to `noise_levels`. At which level can you no
+#    longer tell the dog from the field by eye, and how much signal does Fig. 2's curve leave
+#    there?

@@ -36,7 +36,7 @@
 # two numbers per mask — how often a later picture still draws its own sentence, and how often
 # it keeps the colour that only the first sentence named.
 
-# %%
+# %% tags=["hide-cell"]
 # Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
 import os
 import subprocess
@@ -67,7 +67,7 @@ story_set = 0  # which colour stories (the seed they are drawn from)
 stories = []
 batch_size = 16  # pictures per pipeline call, across stories
 
-# %%
+# %% tags=["hide-cell"]
 import sdprobe
 from sdprobe.book.notebook import (DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, ParameterError, Size, Str,
                                    check_parameters)
@@ -82,7 +82,7 @@ P = check_parameters(globals(), {
 if P.colour_stories + len(P.stories) == 0:
     raise ParameterError("nothing to draw: set colour_stories above 0 or give stories")
 
-# %%
+# %% tags=["hide-input"]
 import itertools
 import textwrap
 
@@ -100,6 +100,7 @@ from sdprobe.experiments import stories as storybook
 from sdprobe.probes.textmask import MASK_KINDS, encode_prompts
 from sdprobe.toy.evaluate import judge
 from sdprobe.toy.world import parse_prompt
+from sdprobe.book.tables import show_table
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
 MODEL = sdprobe.model_label(pipe)
@@ -111,7 +112,7 @@ JUDGED = P.model == "toy" and bool(COLOUR)  # the toy world's judge reads the to
 # Every story is checked against the 77-token limit here, before any picture is drawn.
 layouts = [sdprobe.prompt_layout(pipe, story) for story in STORIES]
 
-pd.DataFrame(
+show_table(pd.DataFrame(
     {
         "the paper": ["SD v1.4", "LMS", "50", "7.5", "512 × 512", "1212 for every prompt",
                       "4 stories, 2–4 prompts", "none (pictures only)"],
@@ -122,7 +123,7 @@ pd.DataFrame(
                      ("the toy world's judge; " if JUDGED else "") + f"CLIP ({P.clip_model})"],
     },
     index=["model", "sampler", "steps", "guidance", "image", "seed", "stories", "measurements"],
-)
+))
 
 # %% [markdown]
 # Which model drew the pictures is printed above and in every figure title. On the default,
@@ -201,11 +202,11 @@ def word_change(kind: str, s: int, k: int) -> float:
 
 first_moved = max(word_change(kind, s, 0) for kind in MASK_KINDS[1:] for s in range(len(STORIES)))
 print(f"largest change of a first sentence under either hopping mask, over {len(STORIES)} stories: {first_moved:.3g}")
-pd.DataFrame(
+show_table(pd.DataFrame(
     [{"story": s + 1, "sentence": k + 1, "text": text,
       **{kind: f"{word_change(kind, s, k):.3f}" for kind in MASK_KINDS[1:]}}
      for s, story in enumerate(STORIES[:4]) for k, text in enumerate(story)]
-).set_index(["story", "sentence"])
+).set_index(["story", "sentence"]))
 
 # %% [markdown]
 # Eq. 5 promises more than that: sentence $k$ never depends on a sentence after it. We change
@@ -221,8 +222,8 @@ for kind in MASK_KINDS[1:]:
     after = encode_prompts(pipe, altered, mask=kind).prompt_embeds[:-1]
     leak[kind] = [float((after[k] - before[k]).abs().max()) for k in range(len(story) - 1)]
 print(f"last sentence {story[-1]!r} -> {replacement!r}")
-pd.DataFrame({kind: [f"{v:.4f}" for v in values] for kind, values in leak.items()},
-             index=[f"sentence {k + 1}" for k in range(len(story) - 1)]).rename_axis("max |Δ embedding|")
+show_table(pd.DataFrame({kind: [f"{v:.4f}" for v in values] for kind, values in leak.items()},
+             index=[f"sentence {k + 1}" for k in range(len(story) - 1)]).rename_axis("max |Δ embedding|"))
 
 # %% [markdown]
 # Under the literal mask nothing before the changed sentence can move. Under the code's mask the
@@ -345,7 +346,7 @@ if JUDGED:
           "95 % interval": f"{100 * r['ci'][0]:.0f}–{100 * r['ci'][1]:.0f} %"}
          for question, rows in rates.items() for name, r in rows.items()]
     ).set_index(["question", "run"])
-    display(table)
+    display(show_table(table))
 
 # %% [markdown]
 # Where do the masks change the outcome? The pictures below are the later sentences on which
@@ -416,8 +417,8 @@ def with_ci(r: dict, digits: int) -> str:
 clip_scores = {run: (alignment(run), consistency(run)) for run in RUNS}
 print(f"CLIP used for the scores: {P.clip_model}; {n_later} later pictures and {len(STORIES)} stories per run; "
       "means with bootstrap 95 % intervals")
-pd.DataFrame([{"run": run_name(run), "CLIP score, later pictures": with_ci(a, 2), "CLIP-I within a story": with_ci(c, 3)}
-              for run, (a, c) in clip_scores.items()]).set_index("run")
+show_table(pd.DataFrame([{"run": run_name(run), "CLIP score, later pictures": with_ci(a, 2), "CLIP-I within a story": with_ci(c, 3)}
+              for run, (a, c) in clip_scores.items()]).set_index("run"))
 
 # %% [markdown]
 # ## Reproduction report
@@ -430,7 +431,7 @@ pd.DataFrame([{"run": run_name(run), "CLIP score, later pictures": with_ci(a, 2)
 # On `toy` they say how a miniature model trained on coloured shapes responds to the same
 # intervention, not how SD v1.4 does; the paper preset runs the same cells there.
 
-# %%
+# %% tags=["hide-input"]
 rows = [
     claim_row(REF, "one_sequence", ours=max(l.used for l in layouts), n=len(STORIES), model=MODEL),
     claim_row(REF, "no_look_ahead", ours=max(leak["hopping"]), n=1, model=MODEL),
@@ -446,3 +447,20 @@ if JUDGED:
     rows.append(claim_row(REF, "shared_noise_alone", ours=r["gain"]["mean"], ci=r["gain"]["ci"], n=r["n"],
                           test=r["test"], p=r["p"], model=MODEL))
 sdprobe.book.notebook.reproduction_report(rows)
+
+# %% [markdown]
+# ## Try it yourself
+#
+# With `colour_stories = 8` each exercise runs in about a minute on a CPU (and the intervals are
+# twice as wide); keep 32 for a claim.
+#
+# 1. **Two sentences back.** Set `sentences = 4`. The literal mask lets a sentence see only the
+#    one before it, so the fourth picture's sentence never sees the colour. Does the kept-colour
+#    rate of the last pictures fall to vanilla's, and does the code's mask, which leaks, do better?
+# 2. **The mask as a picture.** Put a story of your own first, e.g.
+#    `stories = [["a white circle on the field", "a circle in the snow", "a circle by the river"]]`,
+#    and read its mask in Fig. 4 row by row: which tokens can the last "circle" see?
+# 3. **Noise alone.** Compare the first and last rows of Fig. 9 on another set of stories
+#    (`story_set = 1`). Is "shared noise keeps the colour" still inconclusive?
+# 4. **A real model.** On a GPU, run the paper preset (`data/presets/02_hopping_mask_sequences/paper.yaml`)
+#    and read the CLIP table: does CLIP-I rise under the hopping mask as it does on the toy?

@@ -28,8 +28,13 @@
 # every step runnable, gives AAS a definition (ours, stated below) and fills Table 1 from our own
 # runs, so the table here is the first one with numbers in it. The library side is
 # `sdprobe.probes.transplant`; this page calls it.
+#
+# **What you will see.** The chroma-key background that makes an object grow in its box; a
+# seedling growing, as a player; the transplant at the start and midway; the attention kernel
+# search; and Table 1 filled from 100 images per condition — whether both objects appear, in
+# their boxes and their own colours, with and without the transplant.
 
-# %%
+# %% tags=["hide-cell"]
 # Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
 import os
 import subprocess
@@ -61,7 +66,7 @@ shift_target = 0.07  # TKG-DM: rise of the positive share of latent channels 1 a
 sigma = 0.5  # width of the Gaussian foreground mask, in half-box units (TKG-DM's 0.5)
 demo_prompt = 0  # which prompt of the set the step-by-step figures use
 
-# %%
+# %% tags=["hide-cell"]
 import sdprobe
 from sdprobe.book.notebook import DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, Str, check_parameters
 
@@ -74,7 +79,7 @@ P = check_parameters(globals(), {
     "sigma": Float(0.05, 5.0), "demo_prompt": Int(0, 9), "aas_images": Int(0, 1000),
 })
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.patches
 import pandas as pd
 import torch
@@ -87,6 +92,7 @@ from sdprobe.analysis.scorers import load_clip, load_detector
 from sdprobe.experiments import transplant as table
 from sdprobe.toy.evaluate import judge
 from sdprobe.analysis.heatmaps import search_region
+from sdprobe.book.tables import show_table
 from sdprobe.probes.transplant import (
     gaussian_box_mask, load_layout_prompts, make_seedlings, positive_share, schedule_length, shift_channels,
     transplant_seedlings,
@@ -105,7 +111,7 @@ LAYOUTS = load_layout_prompts(section="toy" if P.prompt_set == "toy" else "promp
 DEMO = LAYOUTS[P.demo_prompt]
 SIZE = pipe.unet.config.sample_size * pipe.vae_scale_factor  # images are made at the U-Net's native size
 
-pd.DataFrame(
+show_table(pd.DataFrame(
     {
         "the draft (TAUE)": ["SDXL base 1.0", "not stated (1024 × 1024 assumed)", "not stated (50 assumed)", "not stated", "not stated",
                              "0, 15", "DrawBench Colors, two objects", "100", "not stated", "not stated"],
@@ -115,7 +121,7 @@ pd.DataFrame(
     },
     index=["model", "image", "sampling steps", "guidance", "t_crop", "t_transplant", "prompts", "images per prompt",
            "CLIP for the CLIP score", "object finder for IoU"],
-)
+))
 
 # %% [markdown]
 # Which model drew each figure is printed in the table above and in every figure title. With
@@ -165,8 +171,9 @@ plots.image_grid([mask.numpy(), z[0, 1].numpy(), (mask * z[0, 1] + (1 - mask) * 
 # %%
 seeds = make_seedlings(pipe, DEMO.objects, t_crop=P.t_crop, num_inference_steps=P.steps, guidance_scale=P.guidance,
                        target=P.shift_target, sigma=P.sigma, seed=P.seed)
-grown = pipe([o.prompt for o in DEMO.objects], latents=seeds.noise.to(pipe.device, pipe.unet.dtype),
-             num_inference_steps=P.steps, guidance_scale=P.guidance).images
+with sdprobe.record_trajectory(pipe) as growth:  # every step of the seedlings' runs, for the player below
+    grown = pipe([o.prompt for o in DEMO.objects], latents=seeds.noise.to(pipe.device, pipe.unet.dtype),
+                 num_inference_steps=P.steps, guidance_scale=P.guidance).images
 at_crop = decode_latents(pipe, seeds.latents)
 
 
@@ -183,6 +190,18 @@ plots.image_grid([with_boxes(im, [o]) for im, o in zip(at_crop + grown, DEMO.obj
                  [f"seedling at t_crop={P.t_crop}: {o.prompt}" for o in DEMO.objects]
                  + [f"finished: {o.prompt}" for o in DEMO.objects], cols=len(DEMO.objects), size=2.4,
                  title=f"Fig. 1b — seedlings on a green back ({MODEL})")
+
+# %% [markdown]
+# A seedling growing, step by step: each panel is one object's run, shown as the network's guess
+# of the finished picture ($\hat x_0$) with its box. The seedling is taken at step
+# $t_\text{crop}$ (marked under the player); everything after it is what the object would have
+# become had it grown alone.
+
+# %%
+plots.player([[with_boxes(im, [o]) for im, o in zip(growth.decode(pipe, i, which="x0"), DEMO.objects)]
+              for i in range(len(growth))], [o.prompt for o in DEMO.objects],
+             [f"step {i} of {len(growth)}" + (" — the seedling is taken here" if i == P.t_crop else "")
+              for i in range(len(growth))], title=f"Fig. 1d — seedlings growing ({MODEL})")
 
 # %% [markdown]
 # On the toy model the green back pins little. The toy's field is green already, and the model
@@ -300,8 +319,7 @@ runs = table.run_table1(
     judge=(lambda im, text: judge(im, text).judgement) if P.prompt_set == "toy" else None)
 summary = table.table1_summary(runs)
 table1 = table.table1_frame(summary, REF["table1"])
-table1.columns.name = f"Table 1 — {MODEL}, {len(LAYOUTS)} {P.prompt_set} prompts"
-table1
+show_table(table1, caption=f"Table 1 — {MODEL}, {len(LAYOUTS)} {P.prompt_set} prompts")
 
 # %% [markdown]
 # The draft's own Table 1 has three rows (TAUE at $t_\text{transplant}$ 0 and 15, and "some
@@ -359,7 +377,7 @@ plots.image_grid([with_boxes(im, layout.objects) for name, r in runs.items() for
 #
 # ## Reproduction report
 
-# %%
+# %% tags=["hide-input"]
 PLAIN_NAME = table.condition_name(table.PLAIN)
 rise = float((after[1:3] - before[1:3]).min())
 rows = [claim_row(REF, "chroma_key_shift", ours=rise - P.shift_target, n=int(z[0, 1].numel()), model=f"noise for {MODEL}")]
@@ -373,3 +391,17 @@ for t in P.transplant_steps:
         g = table.paired_gain(runs, measure, name)
         rows.append(claim_row(REF, key, ours=g["mean"], ci=g["ci"], n=g["n"], test="sign test", p=g["p"], model=label))
 sdprobe.book.notebook.reproduction_report(rows)
+
+# %% [markdown]
+# ## Try it yourself
+#
+# With `num_prompts = 4` and `images_per_prompt = 4` each exercise runs in a few minutes on a CPU.
+#
+# 1. **Plant later.** Set `transplant_steps = [0, 3, 6, 9]`. How does the missing-object rate
+#    change as the background grows longer before the seedlings are planted?
+# 2. **Younger seedlings.** Set `t_crop = 5`. In the player of Fig. 1d, how much of the object
+#    exists at step 5? Does Table 1's IoU with the box rise or fall?
+# 3. **The green back.** Set `shift_target = 0.0` (no chroma-key shift) and compare Fig. 1b: do the
+#    seedlings still stay in their boxes?
+# 4. **Another prompt.** Set `demo_prompt = 3` and follow the demo figures for another pair of
+#    objects: which one is missed without the transplant?

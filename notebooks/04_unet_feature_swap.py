@@ -33,8 +33,13 @@
 # This chapter runs the same three experiments with `sdprobe.probes.swap`, prints the paper's
 # Tables 2–4 beside ours, and makes the paper's by-eye checks into numbers where our toy world
 # can judge them.
+#
+# **What you will see.** How far one changed word moves a picture; each of the sixteen
+# text-conditioned layers swapped alone; whole-map swaps over the first steps; a keep-region
+# drawn around the subject and swapped in every subset of six layers; and a threshold rule —
+# each beside the paper's table, judged for whether the edit took and the subject stayed put.
 
-# %%
+# %% tags=["hide-cell"]
 # Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
 import os
 import subprocess
@@ -71,7 +76,7 @@ region_scale = 4  # the region's grid, this many times finer than the lowest U-N
 region_max_foreground = 0.0  # a region cell is kept from A when at most this share of it is A's subject
 min_pose_iou = 0.5  # the subject "kept its pose" when its mask overlaps A's by at least this IoU
 
-# %%
+# %% tags=["hide-cell"]
 import sdprobe
 from sdprobe.book.notebook import (DEVICE, DTYPE, Choice, Float, Int, ListOf, Model, ParameterError, Size, Str,
                               check_parameters)
@@ -93,7 +98,7 @@ if len(P.study_layers) > 8:
     raise ParameterError(f"study_layers: {len(P.study_layers)} layers would mean {2 ** len(P.study_layers)} runs; "
                          "use at most 8")
 
-# %%
+# %% tags=["hide-input"]
 import contextlib
 import itertools
 
@@ -109,6 +114,7 @@ from sdprobe.analysis.metrics import background_mse
 from sdprobe.paths import DATA_DIR
 from sdprobe.probes.swap import record_features, region_at, swap_features
 from sdprobe.toy.world import PALETTE, parse_prompt
+from sdprobe.book.tables import show_table
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
 MODEL = sdprobe.model_label(pipe)
@@ -124,7 +130,7 @@ def generate(text: str):
                 height=P.height, width=P.width, generator=torch.Generator("cpu").manual_seed(P.seed)).images[0]
 
 
-pd.DataFrame(
+show_table(pd.DataFrame(
     {
         "the paper": ["hakurei/waifu-diffusion (SD 1.x)", "640 × 896", "50 (scheduler not stated)", "7.5", "1111",
                       "… school uniform, blue sailor collar, blue skirt …", "… pants, dress shirts …",
@@ -135,7 +141,7 @@ pd.DataFrame(
     },
     index=["model", "image (w × h)", "sampling steps", "guidance", "seed", "prompt A", "prompt B", "negative prompt",
            "experiment ① swaps steps 1..k, k =", "experiments ②③ swap whole until step", "foreground"],
-)
+))
 
 # %% [markdown]
 # Which model drew the figures is printed above and in every figure title. On the default toy
@@ -212,7 +218,7 @@ def assess(image, text: str = P.edited_prompt) -> dict:
 
 baseline = pd.DataFrame({"preliminary, no swap": assess(plain_pre, P.preliminary_prompt),
                          "B, no swap": assess(plain_b)}).T
-baseline.round(3)
+show_table(baseline.round(3))
 
 # %% [markdown]
 # ## 3. The preliminary experiment: one layer at a time (the paper's Fig. 3)
@@ -256,7 +262,7 @@ print("layers whose swap alone keeps A's composition here:", ", ".join(kept_laye
 print("the paper's six:", ", ".join(paper_six))
 if not moved_pre:
     print("the preliminary prompt keeps A's composition even without a swap: this test cannot single out layers here")
-single_scores.assign(**{"the paper's six": [n in paper_six for n in single_scores.index]}).round(3)
+show_table(single_scores.assign(**{"the paper's six": [n in paper_six for n in single_scores.index]}).round(3))
 
 # %% [markdown]
 # ## 4. Experiment ①: whole feature maps, early steps (Table 2)
@@ -286,7 +292,7 @@ for (names, until), r in table2.items():
     rows.append({"layers": names, "steps": f"1–{until}", "MSE (ours)": round(r["mse"], 1), "judge": r["passed"],
                  "pose IoU": round(r["pose IoU"], 3), "MSE (paper)": paper_value})
 table2_df = pd.DataFrame(rows)
-table2_df
+show_table(table2_df)
 
 # %%
 def best(results: dict) -> tuple:
@@ -364,8 +370,8 @@ table3_df = pd.DataFrame([{"bits": k, "MSE (ours)": round(r["mse"], 1), "judge":
 half = len(table3_df) // 2  # laid out as the paper's table: first bit 0 on the left, 1 on the right
 print("bits, left to right:", ", ".join(P.study_layers), "(1: region-swapped after the anchor)")
 print("the paper's table also has a row with a blank label:", PAPER["table3"]["unlabelled_row"])
-pd.concat({"first bit 0": table3_df.iloc[:half].reset_index(drop=True),
-           "first bit 1": table3_df.iloc[half:].reset_index(drop=True)}, axis=1)
+show_table(pd.concat({"first bit 0": table3_df.iloc[:half].reset_index(drop=True),
+           "first bit 1": table3_df.iloc[half:].reset_index(drop=True)}, axis=1))
 
 # %%
 best3, best3_r, best3_judged = best(table3)
@@ -409,7 +415,7 @@ for t in P.thresholds:
 paper_t4 = {round(float(k), 2): v for k, v in PAPER["table4"]["mse"].items()}
 table4_df = pd.DataFrame([{"threshold": t, "elements under it": round(r["share"], 3), "MSE (ours)": round(r["mse"], 1),
                            "judge": r["passed"], "MSE (paper)": paper_t4.get(round(t, 2))} for t, r in table4.items()])
-table4_df
+show_table(table4_df)
 
 # %%
 best4, best4_r, best4_judged = best(table4)
@@ -443,7 +449,7 @@ summary = pd.DataFrame(
      "MSE (paper)": [B2["mse"], B3["mse"], B4["mse"]]},
     index=["① whole", "② region", "③ threshold"],
 )
-summary
+show_table(summary)
 
 # %% [markdown]
 # ## Reproduction report
@@ -458,7 +464,7 @@ summary
 # of 16 layers × 50 steps (4.7 GiB in fp16 by `sdprobe.estimate_store_nbytes`). There the judge
 # cannot read the images (it knows only the toy world), so the visual check is yours to make.
 
-# %%
+# %% tags=["hide-input"]
 order_ours = sorted(summary.index, key=lambda k: summary.loc[k, "MSE (ours)"])
 order_paper = sorted(summary.index, key=lambda k: summary.loc[k, "MSE (paper)"])
 moved = assess(plain_b)
@@ -496,3 +502,17 @@ sdprobe.book.notebook.reproduction_report([
      "ours": " < ".join(order_ours), "model": MODEL,
      "verdict": verdict("holds" if order_ours[0] == "② region" else "does not hold here", *judged)},
 ])
+
+# %% [markdown]
+# ## Try it yourself
+#
+# Each exercise re-runs the chapter's hundred-odd generations: a few minutes on a CPU.
+#
+# 1. **A coarser region.** Set `region_scale = 2` (a 4 × 4 grid). How many cells survive in
+#    Fig. 4, and does Table 3's best background MSE rise?
+# 2. **A bigger edit.** Set `edited_prompt = "a blue star on the field"`: the shape changes too.
+#    Which single layers of Fig. 3 still keep A's composition?
+# 3. **Anchor longer.** Set `anchor_until = 6`. Experiments ② and ③ swap whole maps for longer;
+#    does the edit still take (the judge's column)?
+# 4. **Read the thresholds.** In Table 4, find the threshold under which half of the elements of
+#    plain A and plain B already agree. Is the best threshold near it?

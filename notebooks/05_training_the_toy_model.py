@@ -27,7 +27,7 @@
 # intervals. Retrain it with `make toy` (`python -m sdprobe.toy.train`): every stage is drawn from
 # seeds and resumes from its checkpoints.
 
-# %%
+# %% tags=["hide-cell"]
 # Colab only: fetch the project and set it up beside Colab's own torch (skipped elsewhere).
 import os
 import subprocess
@@ -47,7 +47,7 @@ unet_steps = 4  # (make toy: 10000, then 2000 with grounding)
 sample_steps = 20  # DPM-Solver++ steps for the images judged below
 judged_images = 4  # images per scene kind judged live (the model card: 128)
 
-# %%
+# %% tags=["hide-cell"]
 import sdprobe
 from sdprobe.book.notebook import Int, Model, check_parameters
 
@@ -56,7 +56,7 @@ P = check_parameters(globals(), {
     "unet_steps": Int(1, 100_000), "sample_steps": Int(2, 1000), "judged_images": Int(1, 1000),
 })
 
-# %%
+# %% tags=["hide-input"]
 import json
 import tempfile
 from pathlib import Path
@@ -71,6 +71,7 @@ from sdprobe.toy import train
 from sdprobe.toy.card import bars_table, learning_curves, loss_curves, report_rows
 from sdprobe.toy.evaluate import evaluation_prompts, judge
 from sdprobe.toy.world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, sample_scene
+from sdprobe.book.tables import show_table
 
 TOY = MODELS_DIR / "toy"
 
@@ -94,9 +95,9 @@ plots.image_grid([s.image() for s in scenes], [s.caption for s in scenes],
                  cols=min(6, len(scenes)), size=1.8, title="Fig. 1 — scenes of the toy world, with their captions")
 
 # %%
-pd.DataFrame({"values": [", ".join(SHAPES), ", ".join(PALETTE), ", ".join(BACKGROUNDS), "1, 2, 3",
+show_table(pd.DataFrame({"values": [", ".join(SHAPES), ", ".join(PALETTE), ", ".join(BACKGROUNDS), "1, 2, 3",
                          ", ".join(f"{n} object{'s' * (n > 1)}: {2 * lo + 1}–{2 * hi + 1} px" for n, (lo, hi) in HALF_SIZES.items())]},
-             index=["shapes", "colours", "backgrounds", "objects per scene", "shorter side of an object"])
+             index=["shapes", "colours", "backgrounds", "objects per scene", "shorter side of an object"]))
 
 # %% [markdown]
 # Every scene comes with per-object masks, which is what makes this world useful: a generated
@@ -127,14 +128,14 @@ def parameters(module) -> str:
     return f"{sum(p.numel() for p in module.parameters()) / 1e6:.2f} M"
 
 
-pd.DataFrame({
+show_table(pd.DataFrame({
     "class": [type(pipe.vae).__name__, type(pipe.unet).__name__, type(pipe.text_encoder).__name__, "PNDMScheduler"],
     "parameters": [parameters(pipe.vae), parameters(pipe.unet), parameters(pipe.text_encoder), "—"],
     "shape": [f"128×128×3 ↔ 16×16×4 (scaling {pipe.vae.config.scaling_factor:.3f})",
               f"channels {list(pipe.unet.config.block_out_channels)}, 2 resnets per level",
               f"width {pipe.text_encoder.config.hidden_size}, {pipe.text_encoder.config.num_hidden_layers} layers",
               f"{pipe.scheduler.config.beta_schedule}, {pipe.scheduler.config.num_train_timesteps} steps"],
-}, index=["VAE", "U-Net", "text encoder", "scheduler (shipped)"])
+}, index=["VAE", "U-Net", "text encoder", "scheduler (shipped)"]))
 
 # %% [markdown]
 # The U-Net is Stable Diffusion 1.x's U-Net with fewer channels, so the papers' block names mean
@@ -167,12 +168,12 @@ print("text-conditioned blocks:", ", ".join(sdprobe.text_layers(pipe.unet)))
 
 # %%
 before, after = (json.loads((TOY / name).read_text()) for name in ("evaluation_stage1.json", "evaluation.json"))
-pd.DataFrame({stage: {"heat-map IoU (object word vs object)": f"{e['kinds']['single']['heatmap_iou']:.2f}",
+show_table(pd.DataFrame({stage: {"heat-map IoU (object word vs object)": f"{e['kinds']['single']['heatmap_iou']:.2f}",
                       "two objects in their colours": f"{e['kinds']['pair']['correct']:.0%}",
                       "colours swapped (of complete pairs)": f"{e['kinds']['pair']['colour_swap_rate']:.0%}",
                       "one object right": f"{e['kinds']['single']['correct']:.0%}",
                       "counts right": f"{e['kinds']['count']['correct']:.0%}"}
-              for stage, e in (("before grounding (stage 1)", before), ("after (shipped)", after))})
+              for stage, e in (("before grounding (stage 1)", before), ("after (shipped)", after))}))
 
 # %% [markdown]
 # **The toy's heat maps therefore localise partly because it was trained to;** what chapter 01
@@ -185,10 +186,10 @@ pd.DataFrame({stage: {"heat-map IoU (object word vs object)": f"{e['kinds']['sin
 recipe = json.loads((TOY / "recipe.json").read_text())
 stages = [("VAE", recipe["vae"]), ("CLIP", recipe.get("clip"))] + \
          [(f"U-Net, stage {k + 1}", r) for k, r in enumerate(recipe["unet"])]
-pd.DataFrame([{"stage": name, "where": "GPU (NVIDIA H200)" if str(r["device"]).startswith("cuda") else f"CPU, {r['threads']} threads",
+show_table(pd.DataFrame([{"stage": name, "where": "GPU (NVIDIA H200)" if str(r["device"]).startswith("cuda") else f"CPU, {r['threads']} threads",
                "steps": r["steps"], "batch": r["batch"], "learning rate": r["lr"],
                "grounding (token, pixel)": f"{r['grounding_weight']}, {r['pixel_weight']}" if r.get("grounding_weight") else "—"}
-              for name, r in stages if r]).set_index("stage")
+              for name, r in stages if r]).set_index("stage"))
 
 # %% [markdown]
 # The shipped weights come from two machines: the autoencoder and the CLIP were trained on two CPU
@@ -215,8 +216,8 @@ learning_curves(log, title="Fig. 4 — judged at milestones (EMA weights, valida
 
 # %%
 timings = [json.loads(line) for line in (TOY / "timings.jsonl").read_text().splitlines()] if (TOY / "timings.jsonl").is_file() else []
-pd.DataFrame(timings).groupby(["stage", "device", "threads"], dropna=False)["seconds"].sum().div(60).round(1).rename("minutes").to_frame() \
-    if timings else "no timings shipped"
+show_table(pd.DataFrame(timings).groupby(["stage", "device", "threads"], dropna=False)["seconds"].sum().div(60)
+           .rename("minutes").to_frame()) if timings else "no timings shipped"
 
 # %% [markdown]
 # The same code, run for a handful of steps from scratch right here (the parameters
@@ -226,7 +227,9 @@ pd.DataFrame(timings).groupby(["stage", "device", "threads"], dropna=False)["sec
 with tempfile.TemporaryDirectory() as work:
     torch.manual_seed(P.seed)
     train.train_vae(steps=P.vae_steps, work=Path(work))
-    train.train_unet(steps=P.unet_steps, work=Path(work), judge_images=0, pool_size=64, grounding_weight=0.05)
+    # a small batch and 32 scenes for the latent scale keep this demonstration to seconds on a CPU
+    train.train_unet(steps=P.unet_steps, work=Path(work), judge_images=0, pool_size=64, batch=8, scale_scenes=32,
+                     grounding_weight=0.05)
     live = {name: [json.loads(line) for line in (Path(work) / f"{name}.jsonl").read_text().splitlines()]
             for name in ("vae", "unet")}
 print("VAE L1 by step:", [round(r["l1"], 3) for r in live["vae"]])
@@ -256,7 +259,7 @@ plots.image_rows([Image.open(p) for p in strips], [f"after {int(p.stem[4:]):,} s
 
 # %%
 card = json.loads((TOY / "evaluation.json").read_text())
-pd.DataFrame(bars_table(card)).set_index("what")
+show_table(pd.DataFrame(bars_table(card)).set_index("what"))
 
 # %%
 pair = card["kinds"]["pair"]
@@ -285,5 +288,15 @@ plots.image_grid(shown, titles, cols=P.judged_images, size=2.0, title=f"Fig. 6 �
 # gate or target holds when the measured value reaches its bar (the model card's rule); the
 # interval beside it says how sure that is.
 
-# %%
+# %% tags=["hide-input"]
 sdprobe.book.notebook.reproduction_report(report_rows(card, MODEL))
+
+# %% [markdown]
+# ## Try it yourself
+#
+# 1. **Train a little longer.** Set `vae_steps = 50` and `unet_steps = 50` (a few minutes on a
+#    CPU): how far do the live losses of §3 fall, and what do the samples look like?
+# 2. **More judged images.** Set `judged_images = 16`. Of the three scene kinds, which fails most,
+#    and how do the failures look in Fig. 6?
+# 3. **Another world sample.** Set `seed = 1` and `world_samples = 24`. Which captions are the
+#    hardest for the model, judging by the model card's rates?

@@ -46,3 +46,15 @@ def tiny_pipes(pipes):
 
 def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(seed)
+
+
+def notebook_layout(tmp_path, source: str, presets: dict[str, str], name: str = "00_demo") -> dict:
+    """A notebooks folder holding ``source`` as ``<name>.py`` and its presets (file stem → YAML):
+    the keyword arguments of :func:`sdprobe.book.runs.run_batch` for a batch over them."""
+    notebooks, folder = tmp_path / "notebooks", tmp_path / "presets" / name
+    notebooks.mkdir()
+    folder.mkdir(parents=True)
+    (notebooks / f"{name}.py").write_text(source)
+    for stem, text in presets.items():
+        (folder / f"{stem}.yaml").write_text(text)
+    return {"notebooks_dir": notebooks, "presets_dir": tmp_path / "presets", "out_dir": tmp_path / "runs"}

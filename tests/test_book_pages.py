@@ -25,6 +25,20 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SKIP_PAGES = {"genindex.html", "search.html"}  # Sphinx's generated index pages hold no content of ours
+PAGE_BUDGET = 8 * 2**20  # bytes of one page's HTML: its figures and players are embedded in it
+VIEWPORT = {"width": 1280, "height": 900}
+# Chapters whose story is motion: the denoising loop (00, 01) and a seedling growing (03).
+WITH_PLAYERS = {"00_how_stable_diffusion_works", "01_generation_process_heatmaps", "03_seedling_transplant"}
+
+# In the page: the main column's overflow, table cells that print NaN, raw LaTeX citations.
+_READING_CHECKS = """() => {
+  const main = document.querySelector('main') || document.body;
+  const cells = [...document.querySelectorAll('td, th')].map(c => c.textContent.trim())
+      .filter(t => /^(nan|NaN|<NA>|None)$/.test(t));
+  const text = document.body.innerText;
+  return {overflow: main.scrollWidth - main.clientWidth, page: document.documentElement.scrollWidth - window.innerWidth,
+          nan: cells, latex: (text.match(/\\\\cite\\w*|\\\\citeauthor/g) || [])};
+}"""
 
 
 def book_pages() -> list[Path]:
@@ -88,7 +102,7 @@ def test_page_loads_its_figures_without_errors(page, server, browser):
     errors: list[str] = []
     foreign: list[str] = []
     failed: list[str] = []
-    context = browser.new_context()
+    context = browser.new_context(viewport=VIEWPORT)
     tab = context.new_page()
     tab.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -102,6 +116,8 @@ def test_page_loads_its_figures_without_errors(page, server, browser):
         broken = tab.eval_on_selector_all(
             "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
         count = tab.eval_on_selector_all("img", "imgs => imgs.length")
+        reading = tab.evaluate(_READING_CHECKS)
+        players = _exercise_players(tab)
     finally:
         context.close()
     assert not failed, f"failed requests: {failed}"
@@ -110,6 +126,33 @@ def test_page_loads_its_figures_without_errors(page, server, browser):
     assert not errors, f"JavaScript errors: {errors}"
     if page.parent.name == "notebooks":
         assert count > 0, "a chapter page shows no figure"
+    assert reading["overflow"] <= 1 and reading["page"] <= 1, f"horizontal overflow at 1280 px: {reading}"
+    assert not reading["nan"], f"table cells without a value print {reading['nan']}"
+    assert not reading["latex"], f"raw LaTeX in the page: {reading['latex']}"
+    assert page.stat().st_size <= PAGE_BUDGET, f"{page.stat().st_size / 2**20:.1f} MiB, over the page budget"
+    if page.stem in WITH_PLAYERS:
+        assert players, "the denoising loop's player is missing"
+    stuck = [p for p in players if not (p["slider"] and p["play"])]
+    assert not stuck, f"animation players that do not change frame: {stuck}"
+
+
+def _exercise_players(tab) -> list[dict]:
+    """Move every animation player's slider to its last frame, then rewind it and press play: each
+    must show another frame both times (matplotlib's JavaScript export: an img and a range input)."""
+    results = []
+    for k in range(tab.locator("div.animation").count()):
+        player = tab.locator("div.animation").nth(k)
+        img, slider = player.locator("img").first, player.locator("input[type=range]").first
+        first = img.get_attribute("src")
+        slider.evaluate("s => { s.value = s.max; s.dispatchEvent(new Event('input')); }")
+        moved = img.get_attribute("src") != first
+        slider.evaluate("s => { s.value = 0; s.dispatchEvent(new Event('input')); }")
+        player.locator("button[title='Play']").first.click()
+        tab.wait_for_timeout(800)
+        played = img.get_attribute("src") != first
+        player.locator("button[title='Pause']").first.click()
+        results.append({"player": k, "slider": moved, "play": played})
+    return results
 
 
 def _is_foreign(url: str, server: str) -> bool:

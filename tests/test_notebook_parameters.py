@@ -74,6 +74,8 @@ def test_report_escapes_cells_and_formats_floats():
 
 def test_report_rows_travel_in_the_output_metadata(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj, metadata=None: shown.append(metadata))
+    monkeypatch.setattr("IPython.display.display", lambda obj, metadata=None: shown.append((obj.data, metadata)))
     assert reproduction_report([{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]) is None
-    assert shown == [{REPORT_KEY: [{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]}]
+    (table, rows), (box, none) = shown  # the table carries the rows; the "what we found" box follows
+    assert rows == {REPORT_KEY: [{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]} and none is None
+    assert "sdprobe-report" in table and "What we found" in box

@@ -55,6 +55,24 @@ def test_parameters_are_checked_right_after_the_parameters_cell(source):
         assert f'"{name}"' in check, f"{source.name}: parameter {name!r} is declared but never checked"
 
 
+PLUMBING = {"google.colab": "hide-cell", "check_parameters(globals()": "hide-cell", "reproduction_report(": "hide-input"}
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_plumbing_cells_are_folded_away_in_the_book(source):
+    """The Colab set-up, the parameter checks, the imports and the report's assembly are one click
+    away in the HTML (Jupyter Book's hide tags), not in the reader's path."""
+    code = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+    for marker, tag in PLUMBING.items():
+        cells = [c for c in code if marker in c.source]
+        assert cells, f"{source.name}: no cell with {marker!r}"
+        assert all(tag in c.metadata.get("tags", []) for c in cells), f"{source.name}: the {marker!r} cell lacks {tag!r}"
+    imports = next(c for c in code if c.source.startswith(("import ", "from ")) and "check_parameters" not in c.source)
+    assert "hide-input" in imports.metadata.get("tags", []), f"{source.name}: the imports cell is not folded"
+    visible = [c for c in code if not {"hide-cell", "hide-input"} & set(c.metadata.get("tags", []))]
+    assert len(visible) >= 3, f"{source.name}: the science is hidden too"
+
+
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_every_chapter_has_a_default_and_a_paper_preset(source):
     folder = PRESETS_DIR / source.stem

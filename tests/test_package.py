@@ -12,8 +12,9 @@ from sdprobe.paths import REPO_ROOT
 LIB = REPO_ROOT / "lib" / "sdprobe"
 
 
-def test_import_sdprobe_loads_neither_matplotlib_nor_pandas():
-    code = "import sys, sdprobe; print(sorted(m for m in ('matplotlib', 'pandas', 'papermill') if m in sys.modules))"
+def test_import_sdprobe_loads_neither_matplotlib_nor_pandas_nor_ray():
+    code = ("import sys, sdprobe, sdprobe.book.runs, sdprobe.book.cluster; "
+            "print(sorted(m for m in ('matplotlib', 'pandas', 'papermill', 'ray') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

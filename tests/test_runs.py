@@ -6,6 +6,7 @@ import textwrap
 
 import nbformat
 import pytest
+from conftest import notebook_layout
 
 from sdprobe.book.runs import (
     BatchLockedError, NotebookRunError, SelectionError, batch_lock, execute_notebook, expand_grid, failed_path,
@@ -30,14 +31,9 @@ DEMO = textwrap.dedent('''\
 
 @pytest.fixture()
 def layout(tmp_path):
-    notebooks, presets = tmp_path / "notebooks", tmp_path / "presets" / "00_demo"
-    notebooks.mkdir()
-    presets.mkdir(parents=True)
-    (notebooks / "00_demo.py").write_text(DEMO)
-    (presets / "default.yaml").write_text("value: 3\n")
-    (presets / "sweep.yaml").write_text("grid:\n  value: [1, 2]\n  fail: [false, true]\n")
-    (presets / "bad.yaml").write_text("grid:\n  value: 4\n")
-    return {"notebooks_dir": notebooks, "presets_dir": tmp_path / "presets", "out_dir": tmp_path / "runs"}
+    return notebook_layout(tmp_path, DEMO, {"default": "value: 3\n",
+                                            "sweep": "grid:\n  value: [1, 2]\n  fail: [false, true]\n",
+                                            "bad": "grid:\n  value: 4\n"})
 
 
 def test_grid_points_are_the_cartesian_product_in_axis_order():

@@ -70,7 +70,8 @@ def _unet_weights(work):
 
 
 def test_an_interrupted_unet_run_resumes_to_the_same_weights(vae_work, tmp_path):
-    options = dict(batch=2, pool_size=16, milestones=(), judge_images=1, judge_steps=2, vae_from=vae_work, warmup=2)
+    options = dict(batch=2, pool_size=16, milestones=(), judge_images=1, judge_steps=2, vae_from=vae_work, warmup=2,
+                   scale_scenes=32)
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train.train_unet(steps=4, work=whole, **options)
     quiet = {**options, "judge_images": 0}  # judging draws images after training: it cannot change the weights
@@ -88,7 +89,7 @@ def test_an_interrupted_unet_run_resumes_to_the_same_weights(vae_work, tmp_path)
 
 def test_a_time_budget_stops_early_and_never_runs_past_the_step_limit(vae_work, tmp_path):
     train.train_unet(steps=200, batch=1, pool_size=8, milestones=(), judge_images=0, vae_from=vae_work,
-                     work=tmp_path, warmup=100, minutes=0.0)
+                     work=tmp_path, warmup=100, minutes=0.0, scale_scenes=32)
     state = torch.load(tmp_path / "unet.pt", weights_only=False)
     assert state["step"] == state["total"] == train.CALIBRATION_STEPS[1]
 

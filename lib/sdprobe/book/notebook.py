@@ -221,36 +221,72 @@ def _unknown_names(namespace: Mapping[str, Any], spec: Mapping[str, Any]) -> lis
 
 
 def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = True) -> str | None:
-    """Show the chapter's closing table: each claim of the paper, our measurement, and the verdict.
+    """Show the chapter's closing table: each claim of the paper, our measurement, and the verdict,
+    followed by the "what we found" box (:func:`findings`).
 
     Rows come from :func:`sdprobe.analysis.claims.claim_row` (``what``, ``paper``, ``ours``,
     ``unit``, ``n``, ``ci``, ``test``, ``p``, ``rule``, ``verdict``, ``model``); a row may also
     give ``ours`` as text. The rows travel unchanged in the output's metadata (``REPORT_KEY``) so
-    that batch reruns can gather them. Returns the table's HTML when ``display=False``; otherwise
-    shows it and returns None, so the cell does not print the HTML a second time as text.
+    that batch reruns can gather them. Returns the table's and the box's HTML when
+    ``display=False``; otherwise shows them and returns None, so the cell does not print the HTML
+    a second time as text.
     """
-    columns = ["claim", "paper", "ours (95 % CI)", "n", "test", "verdict", "model"]
+    models = {str(row.get("model", "")) for row in rows}
+    one_model = len(models) == 1  # then the model is said once, above the table, not in every row
+    columns = ["claim", "paper", "ours (95 % CI)", "n", "test", "verdict"] + ([] if one_model else ["model"])
     head = "".join(f"<th>{c}</th>" for c in columns)
-    body = "".join(_report_row(row) for row in rows)
-    table = f'<table class="sdprobe-report"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    body = "".join(_report_row(row, with_model=not one_model) for row in rows)
+    caption = f"<caption>Measured on {html.escape(models.pop())}</caption>" if one_model and rows else ""
+    table = f'<table class="sdprobe-report">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    box = findings(rows)
     if display:
         from IPython.display import HTML
         from IPython.display import display as show
 
         show(HTML(table), metadata={REPORT_KEY: [_plain(row) for row in rows]})
+        show(HTML(box))
         return None
-    return table
+    return table + box
 
 
-def format_estimate(value: Any, unit: str = "", ci: Sequence[float] | None = None) -> str:
-    """``0.945, "%", (0.89, 0.98)`` → ``94.5 % (89.0–98.0)``; ``"pp"`` reads a difference of rates
-    in percentage points; other units follow the number, three significant digits."""
+_VERDICT_ORDER = ("holds", "does not hold", "inconclusive", "mechanism")
+
+
+def findings(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The "what we found" box: the report's verdicts counted and each claim listed under its
+    verdict with our estimate (HTML, a Jupyter Book admonition)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get("verdict", "")), []).append(row)
+    order = [v for v in _VERDICT_ORDER if v in groups] + [v for v in groups if v not in _VERDICT_ORDER]
+    models = sorted({str(r.get("model", "")) for r in rows if r.get("model")})
+    counts = ", ".join(f"{len(groups[v])} {v}" for v in order)
+    items = []
+    for v in order:
+        for row in groups[v]:
+            estimate = format_estimate(row.get("ours", ""), row.get("unit", ""), row.get("ci"))
+            n = f", n = {row['n']}" if row.get("n") is not None else ""
+            items.append(f'<li><span class="sdprobe-verdict {_verdict_class(v)}">{html.escape(v)}</span> — '
+                         f"{html.escape(str(row.get('what', '')))} ({html.escape(estimate)}{n})</li>")
+    on = f" on {html.escape(', '.join(models))}" if models else ""
+    return (f'<div class="admonition tip sdprobe-findings"><p class="admonition-title">What we found</p>'
+            f"<p>{len(rows)} claims measured{on}: {html.escape(counts)}.</p><ul>{''.join(items)}</ul></div>")
+
+
+def _verdict_class(verdict: str) -> str:
+    return verdict.replace(" ", "-") if verdict in _VERDICT_ORDER else "other"
+
+
+def format_estimate(value: Any, unit: str = "", ci: Sequence[float] | None = None, *, signed: bool = False) -> str:
+    """An estimate as every table of the book prints it: ``0.945, "%", (0.89, 0.98)`` →
+    ``94.5 % (89.0 to 98.0)``; ``"pp"`` reads a difference of rates in percentage points (always
+    signed); other units follow the number, three significant digits (``signed``: with its sign)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return str(value)
     if unit in ("%", "pp"):
-        scale, fmt, suffix = 100.0, ("{:+.1f}" if unit == "pp" else "{:.1f}"), f" {unit}"
+        scale, fmt, suffix = 100.0, ("{:+.1f}" if unit == "pp" or signed else "{:.1f}"), f" {unit}"
     else:
-        scale, fmt, suffix = 1.0, "{:.3g}", f" {unit}" if unit else ""
+        scale, fmt, suffix = 1.0, ("{:+.3g}" if signed else "{:.3g}"), f" {unit}" if unit else ""
     text = fmt.format(value * scale) + suffix
     if ci is not None:
         lo, hi = (fmt.replace("+", "").format(v * scale) for v in ci)
@@ -258,17 +294,21 @@ def format_estimate(value: Any, unit: str = "", ci: Sequence[float] | None = Non
     return text
 
 
-def _report_row(row: Mapping[str, Any]) -> str:
+def _report_row(row: Mapping[str, Any], with_model: bool = True) -> str:
     esc = lambda v: html.escape(_cell(v))  # noqa: E731
     claim = esc(row.get("what", ""))
     if row.get("rule"):
         claim += f'<br><small class="sdprobe-rule">rule: {esc(row["rule"])}</small>'
-    test = _cell(row.get("test", ""))
+    test = html.escape(_cell(row.get("test", "")))
     if row.get("p") is not None:
-        test += f", p = {row['p']:.2g}"
+        test += f'<br><span class="sdprobe-p">p = {row["p"]:.2g}</span>'
     n = row.get("n")
+    verdict = str(row.get("verdict", ""))
     cells = [claim, esc(row.get("paper", "")), esc(format_estimate(row.get("ours", ""), row.get("unit", ""), row.get("ci"))),
-             esc("" if n is None else n), html.escape(test), esc(row.get("verdict", "")), esc(row.get("model", ""))]
+             f'<span class="sdprobe-n">{esc("" if n is None else n)}</span>', test,
+             f'<span class="sdprobe-verdict {_verdict_class(verdict)}">{html.escape(verdict)}</span>']
+    if with_model:
+        cells.append(esc(row.get("model", "")))
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 

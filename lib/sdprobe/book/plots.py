@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from matplotlib import colormaps
+from matplotlib import colormaps, rc_context
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from PIL import Image
@@ -22,10 +22,14 @@ from PIL import Image
 from sdprobe.analysis.heatmaps import normalize_heatmap, resize_heatmap
 from sdprobe.images import to_array, to_pil
 
-__all__ = ["BookFigure", "heatmap_overlay", "image_grid", "image_rows", "interval_plot", "latent_channels", "line_plot", "mask_figure", "new_figure",
-           "overlay_figure", "to_pil"]
+__all__ = ["BookFigure", "Player", "heat_colorbar", "heatmap_overlay", "image_grid", "image_rows", "interval_plot", "latent_channels",
+           "line_plot", "mask_figure", "new_figure", "overlay_figure", "player", "to_pil"]
 
 PNG_DPI = 100
+
+#: Widest figure, in inches at ``PNG_DPI``: the book's text column (about 690 px in a 1280-px
+#: window). A wider figure would be scaled down by the browser, and its 9-pt labels with it.
+MAX_WIDTH = 6.8
 
 
 class BookFigure(Figure):
@@ -39,8 +43,98 @@ class BookFigure(Figure):
 
 
 def new_figure(**kwargs: Any) -> BookFigure:
-    """A pyplot-free figure that displays itself in notebooks (``kwargs`` go to ``Figure``)."""
+    """A pyplot-free figure that displays itself in notebooks (``kwargs`` go to ``Figure``).
+
+    A ``figsize`` wider than :data:`MAX_WIDTH` is scaled down, aspect kept, so that the page
+    never shrinks the figure's text below the size it was set in.
+    """
+    if "figsize" in kwargs and kwargs["figsize"][0] > MAX_WIDTH:
+        w, h = kwargs["figsize"]
+        kwargs["figsize"] = (MAX_WIDTH, h * MAX_WIDTH / w)
     return BookFigure(**kwargs)
+
+
+class Player:
+    """An animation that plays in a static HTML page, with no kernel: matplotlib's JavaScript
+    export (a slider, play and step buttons, frames embedded as JPEG). Its text form names the
+    frames, so notebook checks compare it like any other output."""
+
+    def __init__(self, html: str, frames: int, panels: Sequence[str], title: str | None):
+        self.html, self.frames, self.panels, self.title = html, frames, list(panels), title
+
+    def _repr_html_(self) -> str:
+        return f'<div class="sdprobe-player">{self.html}</div>'
+
+    def __repr__(self) -> str:
+        return f"<player: {self.frames} frames of {' | '.join(self.panels)}{' — ' + self.title if self.title else ''}>"
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the page fragment (the embedded frames dominate)."""
+        return len(self._repr_html_().encode())
+
+
+def player(
+    frames: Sequence[Sequence[Image.Image | np.ndarray | torch.Tensor]],
+    panels: Sequence[str],
+    labels: Sequence[str],
+    *,
+    size: float = 2.6,
+    title: str | None = None,
+    fps: float = 4.0,
+) -> Player:
+    """Step through ``frames`` (one list of images per frame, one image per panel) in a player.
+
+    Args:
+        panels: a title per panel ("x_t", "x̂₀", "heat map of 'dog'").
+        labels: a caption per frame ("step 3 of 20").
+    """
+    from matplotlib.animation import FuncAnimation
+
+    if not frames or len(labels) != len(frames) or any(len(f) != len(panels) for f in frames):
+        raise ValueError(f"a player needs one label per frame and one image per panel in every frame; got "
+                         f"{len(frames)} frames, {len(labels)} labels, {len(panels)} panels")
+    size = min(size, MAX_WIDTH / len(panels))
+    fig = new_figure(figsize=(size * len(panels), size + 0.7), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
+    shown = []
+    for ax, name, image in zip(axes, panels, frames[0]):
+        ax.set_axis_off()
+        ax.set_title(name, fontsize=10)
+        shown.append(ax.imshow(to_array(image)))
+    caption = fig.suptitle(_caption(title, labels[0]), fontsize=10)
+
+    def draw(k: int) -> list:
+        for artist, image in zip(shown, frames[k]):
+            artist.set_data(to_array(image))
+        caption.set_text(_caption(title, labels[k]))
+        return shown
+
+    animation = FuncAnimation(fig, draw, frames=len(frames), interval=1000 / fps, blit=False)
+    with rc_context({"animation.frame_format": "jpeg"}):  # a third of PNG's bytes for pictures
+        html = animation.to_jshtml(fps=fps, embed_frames=True, default_mode="once")
+    return Player(_offline(html), len(frames), panels, title)
+
+
+# matplotlib's player links Font Awesome from a CDN for its button icons; a page of this book
+# loads nothing from other hosts, so the icons become characters every font has.
+_ICONS = {"fa fa-minus": "−", "fa fa-fast-backward": "⏮", "fa fa-step-backward": "◁", "fa fa-play fa-flip-horizontal": "◀",
+          "fa fa-pause": "⏸", "fa fa-play": "▶", "fa fa-step-forward": "▷", "fa fa-fast-forward": "⏭", "fa fa-plus": "+"}
+
+
+def _offline(html: str) -> str:
+    import re
+
+    html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
+    for cls, char in _ICONS.items():
+        html = html.replace(f'<i class="{cls}"></i>', char)
+    if "http://" in html or "https://" in html or '<i class="fa' in html:
+        raise RuntimeError("matplotlib's animation template changed: it links another host or an unknown icon")
+    return html
+
+
+def _caption(title: str | None, label: str) -> str:
+    return f"{title}\n{label}" if title else label
 
 
 def image_grid(
@@ -51,25 +145,42 @@ def image_grid(
     size: float = 2.0,
     title: str | None = None,
     cmap: str | None = None,
+    shared_scale: bool = False,
+    scale_label: str | None = None,
 ) -> Figure:
-    """Show images in a grid, one title each. 2-D arrays are shown with ``cmap`` and a colour bar."""
+    """Show images in a grid, one title each. 2-D arrays are shown with ``cmap`` and a colour bar:
+    one per panel, or with ``shared_scale`` one scale and one bar for all (panels to compare).
+
+    Panels shrink so that the figure fits :data:`MAX_WIDTH`; titles stay 9 pt and wrap instead.
+    """
     n = len(images)
     cols = cols or n
     rows = -(-n // cols)
+    size = min(size, MAX_WIDTH / cols)
     fig = new_figure(figsize=(size * cols, size * rows + (0.4 if title else 0.0)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    flat = [np.asarray(img, dtype=np.float32) for img in images
+            if isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2]
+    limits = (min(float(f.min()) for f in flat), max(float(f.max()) for f in flat)) if shared_scale and flat else (None, None)
+    shown = None
     for i, ax in enumerate(axes):
         ax.set_axis_off()
         if i >= n:
             continue
         img = images[i]
         if isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2:
-            shown = ax.imshow(np.asarray(img, dtype=np.float32), cmap=cmap or "magma")
-            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+            shown = ax.imshow(np.asarray(img, dtype=np.float32), cmap=cmap or "magma", vmin=limits[0], vmax=limits[1])
+            if not shared_scale:
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=9)
         else:
             ax.imshow(to_pil(img))
         if titles is not None:
             ax.set_title(fit_title(titles[i], size), fontsize=9)
+    if shared_scale and shown is not None:
+        bar = fig.colorbar(shown, ax=list(axes), shrink=0.8, pad=0.01, aspect=25)
+        bar.ax.tick_params(labelsize=9)
+        if scale_label:
+            bar.set_label(scale_label, fontsize=9)
     if title:
         fig.suptitle(fit_title(title, size * cols, chars_per_inch=11))
     return fig
@@ -162,14 +273,15 @@ def heatmap_overlay(
     image: Image.Image | np.ndarray | torch.Tensor,
     heat: torch.Tensor,
     *,
-    cmap: str = "jet",
+    cmap: str = "inferno",
     normalize: bool = True,
 ) -> Image.Image:
     """The image laid over its heat map, fading out where the heat is high: a PIL image.
 
     Each pixel is ``(1 - h) * image + h * cmap(h)``, with ``h`` the heat map resized to the image
     (bicubic) and, by default, min–max normalised; this is what DAAM's ``plot_overlay`` draws
-    (the heat map in ``jet`` under the image with alpha ``1 - h``).
+    (the heat map under the image with alpha ``1 - h``), in a perceptual colour map rather than
+    DAAM's ``jet``. Pair it with :func:`heat_colorbar`.
 
     Args:
         image: PIL image, ``[H, W, 3]`` array (uint8, or float in [0, 1]), or ``[3, H, W]``
@@ -191,7 +303,7 @@ def overlay_figure(
     *,
     size: float = 2.0,
     title: str | None = None,
-    cmap: str = "jet",
+    cmap: str = "inferno",
     show_image: bool = True,
 ) -> Figure:
     """The image, then one overlay per named heat map, in a row (a pyplot-free ``Figure``).
@@ -206,7 +318,18 @@ def overlay_figure(
     if show_image:
         panels.insert(0, to_pil(to_array(image)))
         titles = ["image", *titles]
-    return image_grid(panels, titles, size=size, title=title)
+    return heat_colorbar(image_grid(panels, titles, size=size, title=title), cmap=cmap)
+
+
+def heat_colorbar(fig: Figure, *, cmap: str = "inferno", label: str = "attention (each map scaled to 0–1)") -> Figure:
+    """Add the shared colour bar of :func:`heatmap_overlay` panels to ``fig`` (returned)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=fig.axes, shrink=0.8, pad=0.01, aspect=25)
+    bar.set_label(label, fontsize=9)
+    bar.ax.tick_params(labelsize=9)
+    return fig
 
 
 _ALLOWED, _BLOCKED, _EMPTY_ROW = 2, 0, 1

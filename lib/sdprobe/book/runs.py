@@ -4,12 +4,15 @@ Two commands, both offline and both resumable::
 
     python -m sdprobe.book.runs book  --notebooks all               # what `make book` runs
     python -m sdprobe.book.runs batch --notebooks 00 01 --presets default paper [--grid seed=1,2]
+    python -m sdprobe.book.runs batch --notebooks 03 --presets paper --ray [ADDRESS]   # on Ray
 
 ``book`` executes each ``notebooks/NN_*.py`` (the jupytext source) with its own default
 parameters into the paired ``NN_*.ipynb``. ``batch`` executes every notebook × preset × grid
 point into ``runs/<notebook>/<preset>/<params>.ipynb``, skips runs already complete, keeps the
 partial notebook of a failed run as ``<params>.failed.ipynb``, and gathers every run's
-reproduction report into ``runs/report.csv`` and ``runs/report.md``.
+reproduction report into ``runs/report.csv`` and ``runs/report.md``. With ``--ray`` the runs
+left to do execute as tasks on a Ray cluster (:mod:`sdprobe.book.cluster`), with the same
+guarantees.
 
 Every notebook is written atomically: a final ``.ipynb`` exists only after a successful run.
 """
@@ -413,8 +416,12 @@ def run_batch(
     presets_dir: Path | str = PRESETS_DIR,
     out_dir: Path | str = RUNS_DIR,
     force: bool = False,
+    cluster: Any = None,
 ) -> BatchResult:
     """Execute a batch (see :func:`plan_batch`), then write the gathered report.
+
+    With ``cluster`` (a :class:`sdprobe.book.cluster.ClusterOptions`) the runs left to do
+    execute as Ray tasks, in parallel, as they fit on the cluster; everything else is the same.
 
     A run whose output already exists with the same parameters is skipped (unless ``force``);
     a failed run keeps ``<params>.failed.ipynb`` and the others go on. The reproduction-report
@@ -427,7 +434,9 @@ def run_batch(
     result = BatchResult()
     with batch_lock(out_dir):
         _remove_stale_partials(out_dir)
-        for run in progress(runs, desc="runs", unit="run"):
+        if cluster is not None:
+            _run_on_cluster(runs, result, force, cluster)
+        for run in progress(runs if cluster is None else [], desc="runs", unit="run"):
             if not force and run.is_complete():
                 result.skipped.append(run)
                 continue
@@ -442,6 +451,26 @@ def run_batch(
         result.report = merge_reports(read_report(out_dir), gather_report(done), runs)
         write_report(result.report, out_dir)
     return result
+
+
+def _run_on_cluster(runs: list[Run], result: BatchResult, force: bool, cluster: Any) -> None:
+    from sdprobe.book.cluster import execute_on_ray
+
+    todo = []
+    for run in runs:
+        (todo if force or not run.is_complete() else result.skipped).append(run)
+    finished = execute_on_ray(todo, cluster)
+    for run, failure in progress(finished, desc="runs on Ray", unit="run", total=len(todo)):
+        if failure is None:
+            result.completed.append(run)
+            continue
+        summary, partial = failure
+        err = NotebookRunError(run.source, run.output, Path(partial) if partial else None, summary)
+        result.failed.append((run, err))
+        _say(f"FAILED {run.label}: {summary}")
+    order = {run.output: k for k, run in enumerate(runs)}  # the plan's order, whatever order Ray finished in
+    result.completed.sort(key=lambda run: order[run.output])
+    result.failed.sort(key=lambda pair: order[pair[0].output])
 
 
 class BatchLockedError(SelectionError):
@@ -525,7 +554,8 @@ def gather_report(runs: Iterable[Run]):
         for run in runs
         for row in read_report_rows(run.output)
     ]
-    return pd.DataFrame.from_records(records, columns=REPORT_COLUMNS).fillna("")
+    frame = pd.DataFrame.from_records(records, columns=REPORT_COLUMNS).astype(object)
+    return frame.where(frame.notna(), "")
 
 
 def read_report(out_dir: Path | str = RUNS_DIR):
@@ -605,7 +635,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch.add_argument("--out", type=Path, default=RUNS_DIR, help="output folder (default: runs/)")
     batch.add_argument("--presets-dir", type=Path, default=PRESETS_DIR)
     batch.add_argument("--force", action="store_true", help="re-execute runs that are already complete")
+    batch.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                       help="run on Ray: join the cluster at ADDRESS, or start a local one without it")
+    batch.add_argument("--gpus-per-run", type=float, default=None,
+                       help="with --ray: GPUs per run (default: 1 when the cluster has GPUs, else 0)")
+    batch.add_argument("--cpus-per-run", type=float, default=1.0, help="with --ray: CPUs per run (default: 1)")
+    batch.add_argument("--retries", type=int, default=2, help="with --ray: restarts of a run whose worker died")
     args = parser.parse_args(argv)
+    if args.command == "batch" and args.ray is None and (args.gpus_per_run is not None or args.cpus_per_run != 1.0):
+        parser.error("--gpus-per-run and --cpus-per-run need --ray")
 
     try:
         if args.command == "book":
@@ -613,11 +651,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             if failures:
                 print(f"{len(failures)} notebook(s) failed: " + ", ".join(f.source.stem for f in failures))
             return 1 if failures else 0
+        cluster = None
+        if args.ray is not None:
+            from sdprobe.book.cluster import ClusterOptions
+
+            try:
+                cluster = ClusterOptions(address=args.ray or None, gpus_per_run=args.gpus_per_run,
+                                         cpus_per_run=args.cpus_per_run, retries=args.retries)
+            except ValueError as err:
+                parser.error(str(err))
         result = run_batch(
             args.notebooks, args.presets, parse_grid(args.grid),
             notebooks_dir=args.notebooks_dir, presets_dir=args.presets_dir, out_dir=args.out, force=args.force,
+            cluster=cluster,
         )
     except SelectionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        from sdprobe.book.cluster import ClusterError
+
+        if not isinstance(err, ClusterError):
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,14 +1,84 @@
-"""Tables the explainer chapter shows: the prompt's tokens, the text embeddings' shapes, and the
-cross-attention layers of the U-Net (pandas; loaded only by the chapters)."""
+"""Tables as the book shows them (:func:`show_table`, the one way every chapter prints a table),
+and the tables the explainer chapter builds: the prompt's tokens, the text embeddings' shapes and
+the U-Net's cross-attention layers (pandas; loaded only by the chapters)."""
 
 from __future__ import annotations
 
+import html
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
 import pandas as pd
 import torch
 
 from sdprobe.models.layers import layer_map
 
-__all__ = ["cross_attention_table", "prompt_tokens", "text_embedding_shapes"]
+__all__ = ["BLANK", "Table", "cross_attention_table", "format_cell", "prompt_tokens", "show_table",
+           "text_embedding_shapes"]
+
+#: What a cell without a value shows (never ``NaN``).
+BLANK = "—"
+
+
+def format_cell(value: Any, digits: int = 3, percent: bool = False) -> str:
+    """One cell as text: whole numbers without decimals (``40.0`` → ``40``), other numbers to
+    ``digits`` significant digits, fractions as percentages with ``percent``, booleans as yes/no,
+    missing values as :data:`BLANK`."""
+    if value is None or isinstance(value, float) and math.isnan(value) or value is pd.NA or value is pd.NaT:
+        return BLANK
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) or hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
+        x = float(value)
+        if math.isinf(x):
+            return "∞" if x > 0 else "−∞"
+        if percent:
+            return f"{100 * x:.{max(digits - 2, 0)}f} %"
+        if x == round(x) and abs(x) < 1e15:
+            return str(int(round(x)))
+        return f"{x:.{digits}g}"
+    return str(value)
+
+
+class Table:
+    """A table made for reading: every cell already text (see :func:`format_cell`), shown in
+    full in HTML (class ``sdprobe-table``) and as plain text, with an optional caption."""
+
+    def __init__(self, frame: pd.DataFrame, caption: str | None = None):
+        self.frame, self.caption = frame, caption
+
+    def _repr_html_(self) -> str:
+        body = self.frame.to_html(classes="sdprobe-table", border=0, escape=True, na_rep=BLANK)
+        if self.caption:
+            body = body.replace(">\n  <thead>", f">\n  <caption>{html.escape(self.caption)}</caption>\n  <thead>", 1)
+        return body
+
+    def __repr__(self) -> str:
+        with pd.option_context("display.max_colwidth", None, "display.width", 200, "display.max_columns", None):
+            text = self.frame.to_string(na_rep=BLANK)
+        return f"{self.caption}\n{text}" if self.caption else text
+
+
+def show_table(frame: pd.DataFrame | dict | list, *, digits: int = 3, percent: Iterable[str] = (),
+               caption: str | None = None, transpose: bool | None = None, max_columns: int = 7) -> Table:
+    """``frame`` as the book shows tables: numbers rounded to ``digits`` significant digits (whole
+    numbers without decimals), the columns in ``percent`` as percentages, blanks instead of
+    ``NaN``, no cell cut short; a table wider than ``max_columns`` with fewer rows than columns is
+    turned on its side (``transpose`` forces either way).
+    """
+    df = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(frame)
+    wanted = set(percent)
+    unknown = wanted - set(map(str, df.columns))
+    if unknown:
+        raise ValueError(f"percent names columns this table does not have: {sorted(unknown)}")
+    text = pd.DataFrame({col: [format_cell(v, digits, str(col) in wanted) for v in df[col]] for col in df.columns},
+                        index=df.index)
+    text.columns = df.columns
+    if transpose or transpose is None and len(df.columns) > max_columns and len(df) < len(df.columns):
+        text = text.T
+    return Table(text, caption)
 
 
 def prompt_tokens(pipe, prompt: str) -> pd.DataFrame:

@@ -32,7 +32,7 @@ from sdprobe.probes.attention import trace_attention
 from sdprobe.probes.trajectory import record_trajectory
 from sdprobe.progress import progress
 
-__all__ = ["HeatmapRuns", "estimates", "heatmap_runs", "latent_region", "mass_inside", "summary_frame"]
+__all__ = ["HeatmapRuns", "estimates", "heatmap_runs", "latent_region", "mass_inside", "subject_word", "summary_frame"]
 
 
 @dataclass
@@ -77,7 +77,12 @@ def mass_inside(heatmap: torch.Tensor | np.ndarray, region: np.ndarray) -> float
     return float(m[region].sum() / total) if total > 0 else 0.0
 
 
-def _first_word(words: Sequence[str], subject: str) -> str:
+def subject_word(words: Sequence[str], subject: str) -> str:
+    """The first of a trace's ``words`` that starts with ``subject`` ("dog" finds "dogs").
+
+    Raises:
+        ValueError: no word does (the message lists the words).
+    """
     found = [w for w in words if w.lower().startswith(subject.lower())]
     if not found:
         raise ValueError(f"no word of the prompt starts with {subject!r}; its words: {list(words)}")
@@ -108,7 +113,7 @@ def heatmap_runs(pipe: Any, prompt: str, subject: str, outline: Callable[[Image.
                           height=height, width=width).images
         words = trace.words()
         if runs is None:
-            runs = HeatmapRuns(prompt, _first_word(words, subject))
+            runs = HeatmapRuns(prompt, subject_word(words, subject))
         compared = [w for w in others if w in words and w != runs.word]
         x0 = torch.stack(traj.x0)  # [steps, B, 4, h, w]
         for i, image in enumerate(images):
@@ -170,11 +175,13 @@ def summary_frame(results: dict[str, dict[str, Any]]):
     """One row per prompt: images, subject found, and each estimate with its 95 % interval."""
     import pandas as pd
 
+    from sdprobe.book.notebook import format_estimate
+    from sdprobe.book.tables import BLANK
+
     def cell(e: dict | None, pct: bool = False, signed: bool = False) -> str:
         if e is None:
-            return "—"
-        f = (lambda v: f"{100 * v:.0f} %") if pct else (lambda v: f"{v:+.2f}" if signed else f"{v:.2f}")
-        return f"{f(e['mean'])} ({f(e['ci'][0])} to {f(e['ci'][1])}; n = {e['n']})"
+            return BLANK
+        return f"{format_estimate(e['mean'], '%' if pct else '', e['ci'], signed=signed)}; n = {e['n']}"
 
     rows = {prompt: {"images": e["images"], "subject found": e["found"], "IoU with the outline": cell(e["iou"]),
                      "specificity": cell(e["specificity"], signed=True),

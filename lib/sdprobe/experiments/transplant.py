@@ -173,6 +173,9 @@ def table1_frame(summary: list[dict[str, Any]], paper: dict[str, Any] | None = N
     draft's columns beside ours."""
     import pandas as pd
 
+    from sdprobe.book.notebook import format_estimate
+    from sdprobe.book.tables import BLANK
+
     measures = ["both objects present", "missing-object rate", "colour-swap rate", "IoU", "CLIP score", "AAS",
                 "AAS margin"]
     cols: dict[str, dict[str, str]] = {}
@@ -180,12 +183,10 @@ def table1_frame(summary: list[dict[str, Any]], paper: dict[str, Any] | None = N
         cells = {}
         for m in measures:
             if m not in rec:
-                cells[m] = "—"
+                cells[m] = BLANK
                 continue
-            value, (lo, hi) = rec[m]
-            pct = m.endswith("rate") or m == "both objects present"
-            fmt = (lambda v: f"{100 * v:.0f} %") if pct else (lambda v: f"{v:.3g}")
-            cells[m] = f"{fmt(value)} ({fmt(lo)}–{fmt(hi)})"
+            value, ci = rec[m]
+            cells[m] = format_estimate(value, "%" if m.endswith("rate") or m == "both objects present" else "", ci)
         cells["images"] = str(rec["images"])
         cols[rec["condition"]] = cells
     frame = pd.DataFrame(cols)
@@ -194,5 +195,5 @@ def table1_frame(summary: list[dict[str, Any]], paper: dict[str, Any] | None = N
         rows = len(paper["rows"])
         frame[f"the draft's Table 1 ({rows} rows)"] = [
             ("; ".join(f"{v:.3f}" for v in drafted[m]) + (f" in all {rows}" if len(drafted[m]) == 1 else ""))
-            if m in drafted else "—" for m in frame.index]
+            if m in drafted else BLANK for m in frame.index]
     return frame

@@ -253,7 +253,8 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
                milestones: tuple[float, ...] = (500, 1000, 2000, 3000, 4000, 6000, 8000),
                judge_images: int = 32, judge_steps: int = 20, work: Path = WORK, vae_from: Path | None = None,
                device: str = "cpu", workers: int = 1, minutes: float | None = None,
-               grounding_weight: float = 0.0, pixel_weight: float = 0.0, init_from: Path | None = None) -> None:
+               grounding_weight: float = 0.0, pixel_weight: float = 0.0, init_from: Path | None = None,
+               scale_scenes: int = 256) -> None:
     """The U-Net and the text encoder together on a pool of VAE latents (see the module docstring).
 
     At each of ``milestones`` (steps, or fractions of the run when below 1) and at the last step,
@@ -264,6 +265,7 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
     (at most ``steps``) as fit. ``grounding_weight`` and ``pixel_weight`` add the token and pixel
     grounding losses of :mod:`sdprobe.toy.grounding`; ``init_from`` starts a new run from the U-Net and text encoder
     of an earlier stage (an exported pipeline folder or a work folder) instead of random weights.
+    ``scale_scenes`` held-out scenes set the latent scale (``latent_scale``).
     """
     from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -274,7 +276,7 @@ def train_unet(steps: int = 10_000, batch: int = 32, lr: float = 1e-3, warmup: i
     ckpt = work / "unet.pt"
     tok = tokenizer(work / "tokenizer")
     vae = _load_vae(vae_from or work, device)
-    scale = latent_scale(vae)
+    scale = latent_scale(vae, scale_scenes)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**arch.UNET).to(device)
     text = CLIPTextModel(CLIPTextConfig(**arch.text_encoder_config(len(tok), tok.bos_token_id, tok.eos_token_id))).to(device)
