@@ -244,7 +244,7 @@ print(f"one U-Net call: {flops_latent / 1e9:.3g} GFLOP on the latent grid, {flop
 # (an inpainting mask, say) are concatenated to the latent.
 
 # %%
-show_table(prompt_tokens(pipe, P.prompt).T, transpose=False)
+show_table(prompt_tokens(pipe, P.prompt))
 
 # %%
 print({k: list(v) for k, v in text_embedding_shapes(pipe, P.prompt).items()})

@@ -191,9 +191,12 @@ shown = sorted(set(P.show_steps))
 row_frames = [base.frames[i].round().astype(np.uint8) for i in shown]
 row_heat = [heatmap_overlay(base.image, base.trace.word_heatmap(WORD, step=i)) for i in shown]
 label = "x̂₀" if P.frames == "x0" else "x_t"
+half = -(-len(shown) // 2)  # two blocks of columns, each a row of pictures over its row of heat maps
+blocks = [range(0, half), range(half, len(shown))]
 plots.heat_colorbar(plots.image_grid(
-    row_frames + row_heat, [f"{label}, step {i}" for i in shown] + [f"'{WORD}', step {i}" for i in shown],
-    cols=len(shown), size=1.5, title=f"Fig. 1b — generation process and per-step heat map of '{WORD}' ({MODEL})"))
+    [im for b in blocks for row in (row_frames, row_heat) for im in (row[k] for k in b)],
+    [t for b in blocks for row in (f"{label}, step {{}}", f"'{WORD}', step {{}}") for t in (row.format(shown[k]) for k in b)],
+    cols=half, size=1.6, title=f"Fig. 1b — generation process and per-step heat map of '{WORD}' ({MODEL})"))
 
 # %% [markdown]
 # The same run as a player, every step: the picture forming on the left, the heat map of
@@ -211,7 +214,8 @@ plots.player([[base.frames[i].round().astype(np.uint8), heatmap_overlay(base.ima
 # The paper subtracts the image at step 25 from the image at step 30 to see where the model was
 # still working. Below, the same difference (mean absolute change over the RGB channels, in
 # 0–255 units), next to the subject's DAAM mask; then the same for evenly spaced pairs of steps
-# across the whole run, each map on its own colour scale.
+# across the whole run, all on one colour scale, so that the early steps' large changes and the
+# late steps' small ones can be compared.
 
 # %%
 a, b = P.diff_pair[:2]

@@ -364,7 +364,7 @@ if JUDGED:
              if keeps_colour(a, text, judged.stories[s][0]) != keeps_colour(b, text, judged.stories[s][0])][:6]
     if flips:
         display(plots.image_grid([im for a, b, _, _ in flips for im in (a, b)],
-                                 [caption(f"{kind}: {text} (first: {judged.stories[s][0]})", 26)
+                                 [f"{kind}: {text}" if kind == "causal" else f"hopping, after “{judged.stories[s][0]}”"
                                   for _, _, text, s in flips for kind in ("causal", "hopping")],
                                  cols=4, size=2.1, title=f"Fig. 7 — pairs where the mask changes the colour ({MODEL})"))
     else:

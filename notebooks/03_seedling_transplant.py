@@ -201,7 +201,7 @@ plots.image_grid([with_boxes(im, [o]) for im, o in zip(at_crop + grown, DEMO.obj
 plots.player([[with_boxes(im, [o]) for im, o in zip(growth.decode(pipe, i, which="x0"), DEMO.objects)]
               for i in range(len(growth))], [o.prompt for o in DEMO.objects],
              [f"step {i} of {len(growth)}" + (" — the seedling is taken here" if i == P.t_crop else "")
-              for i in range(len(growth))], title=f"Fig. 1d — seedlings growing ({MODEL})")
+              for i in range(len(growth))], title=f"Fig. 1b, step by step — seedlings growing ({MODEL})")
 
 # %% [markdown]
 # On the toy model the green back pins little. The toy's field is green already, and the model
@@ -399,7 +399,7 @@ sdprobe.book.notebook.reproduction_report(rows)
 #
 # 1. **Plant later.** Set `transplant_steps = [0, 3, 6, 9]`. How does the missing-object rate
 #    change as the background grows longer before the seedlings are planted?
-# 2. **Younger seedlings.** Set `t_crop = 5`. In the player of Fig. 1d, how much of the object
+# 2. **Younger seedlings.** Set `t_crop = 5`. In the player under Fig. 1b, how much of the object
 #    exists at step 5? Does Table 1's IoU with the box rise or fall?
 # 3. **The green back.** Set `shift_target = 0.0` (no chroma-key shift) and compare Fig. 1b: do the
 #    seedlings still stay in their boxes?

@@ -92,7 +92,7 @@ TOY = MODELS_DIR / "toy"
 # %%
 scenes = [sample_scene(P.seed + i) for i in range(P.world_samples)]
 plots.image_grid([s.image() for s in scenes], [s.caption for s in scenes],
-                 cols=min(6, len(scenes)), size=1.8, title="Fig. 1 — scenes of the toy world, with their captions")
+                 cols=min(4, len(scenes)), size=1.7, title="Fig. 1 — scenes of the toy world, with their captions")
 
 # %%
 show_table(pd.DataFrame({"values": [", ".join(SHAPES), ", ".join(PALETTE), ", ".join(BACKGROUNDS), "1, 2, 3",
@@ -186,7 +186,7 @@ show_table(pd.DataFrame({stage: {"heat-map IoU (object word vs object)": f"{e['k
 recipe = json.loads((TOY / "recipe.json").read_text())
 stages = [("VAE", recipe["vae"]), ("CLIP", recipe.get("clip"))] + \
          [(f"U-Net, stage {k + 1}", r) for k, r in enumerate(recipe["unet"])]
-show_table(pd.DataFrame([{"stage": name, "where": "GPU (NVIDIA H200)" if str(r["device"]).startswith("cuda") else f"CPU, {r['threads']} threads",
+show_table(pd.DataFrame([{"stage": name, "where": "GPU (NVIDIA H200)" if str(r["device"]).startswith("cuda") else f"CPU, {r['threads']} thread{'s' * (r['threads'] != 1)}",
                "steps": r["steps"], "batch": r["batch"], "learning rate": r["lr"],
                "grounding (token, pixel)": f"{r['grounding_weight']}, {r['pixel_weight']}" if r.get("grounding_weight") else "—"}
               for name, r in stages if r]).set_index("stage"))

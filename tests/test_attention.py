@@ -379,7 +379,7 @@ def test_masks_overlays_and_helpers(pipes):
         heatmap_mask(norm, 1.5)
     fig = overlay_figure(image, {w: trace.word_heatmap(w) for w in ["dog", "field"]})
     assert isinstance(fig, Figure) and [ax.get_title() for ax in fig.axes if ax.get_title()] == ["image", "dog", "field"]
-    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["attention (each map scaled to 0–1)"]  # one shared bar
+    assert [ax.get_ylabel() for ax in fig.axes if ax.get_ylabel()] == ["attention"]  # one shared bar
 
 
 def test_nested_traces_both_record_the_same_maps(pipes):

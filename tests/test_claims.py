@@ -74,7 +74,7 @@ def test_the_report_shows_the_rule_under_the_claim_and_no_nan():
     row = {"what": "w", "paper": "p", "ours": 0.5, "unit": "%", "n": 64, "ci": [0.4, 0.6], "test": "t", "p": 0.01,
            "rule": "holds if …", "verdict": "holds", "model": "toy"}
     html = reproduction_report([row], display=False)
-    assert "rule: holds if" in html and "50.0 % (40.0 to 60.0)" in html and "p = 0.01" in html and "nan" not in html
+    assert "rule: holds if" in html and "50.0&nbsp;% (40.0 to 60.0)" in html and "p = 0.01" in html and "nan" not in html
 
 
 def test_paired_tests_count_discordant_pairs_and_signs():

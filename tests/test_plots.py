@@ -41,6 +41,8 @@ def test_a_player_embeds_every_frame_and_loads_nothing_from_other_hosts():
     assert html.count("data:image/jpeg;base64") == 6 and 'type="range"' in html
     assert "http" not in html and '<i class="fa' not in html and "▶" in html
     assert repr(shown) == "<player: 6 frames of x_t | x̂₀ — demo>" and 0 < shown.nbytes < 200_000
+    again = player(frames, ["x_t", "x̂₀"], [f"step {k} of 6" for k in range(6)], title="demo")
+    assert again._repr_html_() == html  # the same frames, the same page
     with pytest.raises(ValueError, match="one label per frame"):
         player(frames, ["x_t", "x̂₀"], ["only one label"])
     with pytest.raises(ValueError, match="one image per panel"):

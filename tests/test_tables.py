@@ -42,4 +42,4 @@ def test_what_we_found_counts_the_verdicts_and_lists_each_claim_under_its_own():
     box = findings(rows)
     assert "3 claims measured on toy: 2 holds, 1 does not hold." in box
     assert box.index("y is z") < box.index("the subject is drawn first")  # grouped by verdict
-    assert "90.0 % (80.0 to 95.0), n = 64" in box and 'class="sdprobe-verdict does-not-hold"' in box
+    assert "90.0&nbsp;% (80.0 to 95.0), n = 64" in box  # the unit kept on the number's line and 'class="sdprobe-verdict does-not-hold"' in box

@@ -266,11 +266,18 @@ def findings(rows: Sequence[Mapping[str, Any]]) -> str:
         for row in groups[v]:
             estimate = format_estimate(row.get("ours", ""), row.get("unit", ""), row.get("ci"))
             n = f", n = {row['n']}" if row.get("n") is not None else ""
+            if len(models) > 1 and row.get("model"):
+                n += f"; {row['model']}"
             items.append(f'<li><span class="sdprobe-verdict {_verdict_class(v)}">{html.escape(v)}</span> — '
-                         f"{html.escape(str(row.get('what', '')))} ({html.escape(estimate)}{n})</li>")
-    on = f" on {html.escape(', '.join(models))}" if models else ""
+                         f"{html.escape(str(row.get('what', '')))} ({_glue(html.escape(estimate + n))})</li>")
+    on = f" on {html.escape(models[0])}" if len(models) == 1 else ""
     return (f'<div class="admonition tip sdprobe-findings"><p class="admonition-title">What we found</p>'
             f"<p>{len(rows)} claims measured{on}: {html.escape(counts)}.</p><ul>{''.join(items)}</ul></div>")
+
+
+def _glue(text: str) -> str:
+    """Keep a number with its unit on one line in HTML ("95 %", "+9.4 pp")."""
+    return text.replace(" %", "&nbsp;%").replace(" pp", "&nbsp;pp")
 
 
 def _verdict_class(verdict: str) -> str:
@@ -295,7 +302,7 @@ def format_estimate(value: Any, unit: str = "", ci: Sequence[float] | None = Non
 
 
 def _report_row(row: Mapping[str, Any], with_model: bool = True) -> str:
-    esc = lambda v: html.escape(_cell(v))  # noqa: E731
+    esc = lambda v: _glue(html.escape(_cell(v)))  # noqa: E731
     claim = esc(row.get("what", ""))
     if row.get("rule"):
         claim += f'<br><small class="sdprobe-rule">rule: {esc(row["rule"])}</small>'

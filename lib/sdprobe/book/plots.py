@@ -118,13 +118,19 @@ def player(
 
 # matplotlib's player links Font Awesome from a CDN for its button icons; a page of this book
 # loads nothing from other hosts, so the icons become characters every font has.
-_ICONS = {"fa fa-minus": "−", "fa fa-fast-backward": "⏮", "fa fa-step-backward": "◁", "fa fa-play fa-flip-horizontal": "◀",
-          "fa fa-pause": "⏸", "fa fa-play": "▶", "fa fa-step-forward": "▷", "fa fa-fast-forward": "⏭", "fa fa-plus": "+"}
+_ICONS = {"fa fa-minus": "−", "fa fa-fast-backward": "|◀", "fa fa-step-backward": "◁", "fa fa-play fa-flip-horizontal": "◀",
+          "fa fa-pause": "||", "fa fa-play": "▶", "fa fa-step-forward": "▷", "fa fa-fast-forward": "▶|", "fa fa-plus": "+"}
 
 
 def _offline(html: str) -> str:
+    import hashlib
     import re
 
+    # matplotlib names the player's elements with a random id; one derived from the content makes
+    # the same frames give the same page (and notebook checks compare it like any other output)
+    ids = set(re.findall(r"_anim_img([0-9a-f]{32})", html))
+    for old in ids:
+        html = html.replace(old, hashlib.sha1(html.replace(old, "").encode()).hexdigest()[:32])
     html = re.sub(r'<link rel="stylesheet"\s+href="https?://[^"]*font-awesome[^"]*">', "", html)
     for cls, char in _ICONS.items():
         html = html.replace(f'<i class="{cls}"></i>', char)
@@ -147,9 +153,11 @@ def image_grid(
     cmap: str | None = None,
     shared_scale: bool = False,
     scale_label: str | None = None,
+    symmetric: bool = False,
 ) -> Figure:
     """Show images in a grid, one title each. 2-D arrays are shown with ``cmap`` and a colour bar:
-    one per panel, or with ``shared_scale`` one scale and one bar for all (panels to compare).
+    one per panel, or with ``shared_scale`` one scale and one bar for all (panels to compare);
+    ``symmetric`` centres the scale on 0 (for signed values and a diverging ``cmap``).
 
     Panels shrink so that the figure fits :data:`MAX_WIDTH`; titles stay 9 pt and wrap instead.
     """
@@ -162,6 +170,9 @@ def image_grid(
     flat = [np.asarray(img, dtype=np.float32) for img in images
             if isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2]
     limits = (min(float(f.min()) for f in flat), max(float(f.max()) for f in flat)) if shared_scale and flat else (None, None)
+    if symmetric and shared_scale and flat:
+        m = max(abs(limits[0]), abs(limits[1]))
+        limits = (-m, m)
     shown = None
     for i, ax in enumerate(axes):
         ax.set_axis_off()
@@ -169,7 +180,11 @@ def image_grid(
             continue
         img = images[i]
         if isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2:
-            shown = ax.imshow(np.asarray(img, dtype=np.float32), cmap=cmap or "magma", vmin=limits[0], vmax=limits[1])
+            values = np.asarray(img, dtype=np.float32)
+            lo, hi = limits
+            if symmetric and not shared_scale:
+                hi = float(np.abs(values).max()); lo = -hi
+            shown = ax.imshow(values, cmap=cmap or "magma", vmin=lo, vmax=hi)
             if not shared_scale:
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=9)
         else:
@@ -233,9 +248,11 @@ def image_rows(
 
 
 def latent_channels(latent: torch.Tensor, *, size: float = 2.0, title: str | None = None) -> Figure:
-    """The channels of one latent ``[C, h, w]`` side by side, each on its own colour scale."""
+    """The channels of one latent ``[C, h, w]`` side by side on one colour scale centred on 0
+    (red positive, blue negative), so that channels can be compared."""
     chans = [latent[c].detach().float().cpu().numpy() for c in range(latent.shape[0])]
-    return image_grid(chans, [f"channel {c}" for c in range(len(chans))], size=size, title=title, cmap="RdBu_r")
+    return image_grid(chans, [f"channel {c}" for c in range(len(chans))], size=size, title=title, cmap="RdBu_r",
+                      shared_scale=True, symmetric=True, scale_label="latent value")
 
 
 def line_plot(
@@ -259,6 +276,7 @@ def line_plot(
         ax.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top")
     if logy:
         ax.set_yscale("log")
+        plain_log_ticks(ax)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -321,12 +339,22 @@ def overlay_figure(
     return heat_colorbar(image_grid(panels, titles, size=size, title=title), cmap=cmap)
 
 
-def heat_colorbar(fig: Figure, *, cmap: str = "inferno", label: str = "attention (each map scaled to 0–1)") -> Figure:
-    """Add the shared colour bar of :func:`heatmap_overlay` panels to ``fig`` (returned)."""
+def plain_log_ticks(ax: Any) -> None:
+    """Label a log-scaled y axis with plain numbers (0.3, 0.6, 1) instead of 3×10⁻¹."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
+
+
+def heat_colorbar(fig: Figure, *, cmap: str = "inferno", label: str = "attention") -> Figure:
+    """Add the shared colour bar of :func:`heatmap_overlay` panels to ``fig`` (returned): each
+    map is scaled to 0–1 on its own, so the bar reads "least" to "most attended" in that map."""
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=fig.axes, shrink=0.8, pad=0.01, aspect=25)
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), cmap=cmap), ax=fig.axes, shrink=0.9, pad=0.01, aspect=25)
     bar.set_label(label, fontsize=9)
     bar.ax.tick_params(labelsize=9)
     return fig
@@ -376,8 +404,8 @@ def mask_figure(
             if s < n:
                 ax.axhline(s, color="grey", linewidth=0.5)
                 ax.axvline(s, color="grey", linewidth=0.5)
-        ax.set_xticks(range(n), names, rotation=90, fontsize=6)
-        ax.set_yticks(range(n), names, fontsize=6)
+        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
+        ax.set_yticks(range(n), names, fontsize=8)
         ax.set_title(kind, fontsize=10)
         any_empty = any_empty or bool(empty.any())
     if any_empty:

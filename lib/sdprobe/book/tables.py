@@ -37,7 +37,9 @@ def format_cell(value: Any, digits: int = 3, percent: bool = False) -> str:
         if percent:
             return f"{100 * x:.{max(digits - 2, 0)}f} %"
         if x == round(x) and abs(x) < 1e15:
-            return str(int(round(x)))
+            return f"{int(round(x)):,}" if abs(x) >= 10_000 else str(int(round(x)))
+        if abs(x) >= 10 ** digits:  # 1823.4 -> "1,823", never "1.82e+03"
+            return f"{x:,.0f}"
         return f"{x:.{digits}g}"
     return str(value)
 
@@ -50,7 +52,12 @@ class Table:
         self.frame, self.caption = frame, caption
 
     def _repr_html_(self) -> str:
-        body = self.frame.to_html(classes="sdprobe-table", border=0, escape=True, na_rep=BLANK)
+        frame, index = self.frame, True
+        if isinstance(frame.index, pd.RangeIndex):  # 0, 1, 2 … says nothing: leave it out
+            index = False
+        elif any(name is not None for name in frame.index.names):  # named index: one header row, not two
+            frame, index = frame.reset_index(), False
+        body = frame.to_html(classes="sdprobe-table", border=0, escape=True, na_rep=BLANK, index=index)
         if self.caption:
             body = body.replace(">\n  <thead>", f">\n  <caption>{html.escape(self.caption)}</caption>\n  <thead>", 1)
         return body

@@ -102,7 +102,7 @@ def learning_curves(log: dict, *, title: str = "Judged at milestones (EMA weight
 
 def loss_curves(log: dict):
     """The training losses of every stage, one panel each, on log scales."""
-    from sdprobe.book.plots import new_figure
+    from sdprobe.book.plots import new_figure, plain_log_ticks
 
     panels = [("vae", "l1", "VAE: weighted L1"), ("unet", "loss", "U-Net: Min-SNR noise loss"),
               ("unet", "grounding", "U-Net: grounding loss"), ("clip", "loss", "CLIP: contrastive loss")]
@@ -118,6 +118,7 @@ def loss_curves(log: dict):
         ax.set_xlabel("step", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.set_yscale("log")
+        plain_log_ticks(ax)
         ax.grid(alpha=0.3)
         if stage == "unet":
             _stage_marks(ax, log[stage])
