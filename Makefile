@@ -35,11 +35,11 @@ help:
 	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper' [RAY=local|ADDRESS]  batch papermill reruns into runs/"
 	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, several hours; resumable)"
 
-# torch first and pinned, so the resolver never reaches for a newer CUDA build. pip byte-compiles
-# on one core; compileall does it once on every core (and, like pip, passes over the few files
-# written for a newer Python). daam 0.2.0, the
+# torch first and pinned, so the resolver never reaches for a newer CUDA build. daam 0.2.0, the
 # reference the heat-map tests compare against, pins an old diffusers: it comes without its
-# dependencies (those it imports are in the test extra).
+# dependencies (those it imports are in the test extra). pip byte-compiles on one core, so it
+# installs without compiling and compileall then does it once on every core (passing over, as pip
+# does, the few files written for a newer Python).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | (grep -v "^WARNING: Location" || true)

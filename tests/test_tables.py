@@ -43,3 +43,11 @@ def test_what_we_found_counts_the_verdicts_and_lists_each_claim_under_its_own():
     assert "3 claims measured on toy: 2 holds, 1 does not hold." in box
     assert box.index("y is z") < box.index("the subject is drawn first")  # grouped by verdict
     assert "90.0&nbsp;% (80.0 to 95.0), n = 64" in box  # the unit kept on the number's line and 'class="sdprobe-verdict does-not-hold"' in box
+
+
+def test_verdicts_in_words_are_listed_as_findings_not_counted_as_verdicts():
+    rows = [{"what": "x converges", "ours": 0.9, "verdict": "holds", "model": "toy"},
+            {"what": "best subset (Table 3)", "ours": "region in OUT4: 16.4", "verdict": "another subset", "model": "toy"}]
+    box = findings(rows)
+    assert "2 claims measured on toy: 1 holds, 1 other finding." in box
+    assert "<li>best subset (Table 3): <em>another subset</em> (region in OUT4: 16.4)</li>" in box

@@ -260,7 +260,9 @@ def findings(rows: Sequence[Mapping[str, Any]]) -> str:
         groups.setdefault(str(row.get("verdict", "")), []).append(row)
     order = [v for v in _VERDICT_ORDER if v in groups] + [v for v in groups if v not in _VERDICT_ORDER]
     models = sorted({str(r.get("model", "")) for r in rows if r.get("model")})
-    counts = ", ".join(f"{len(groups[v])} {v}" for v in order)
+    ruled = [f"{len(groups[v])} {v}" for v in order if v in _VERDICT_ORDER]
+    other = sum(len(groups[v]) for v in order if v not in _VERDICT_ORDER)
+    counts = ", ".join(ruled + ([f"{other} other finding{'s' * (other != 1)}"] if other else []))
     items = []
     for v in order:
         for row in groups[v]:
@@ -268,8 +270,12 @@ def findings(rows: Sequence[Mapping[str, Any]]) -> str:
             n = f", n = {row['n']}" if row.get("n") is not None else ""
             if len(models) > 1 and row.get("model"):
                 n += f"; {row['model']}"
-            items.append(f'<li><span class="sdprobe-verdict {_verdict_class(v)}">{html.escape(v)}</span> — '
-                         f"{html.escape(str(row.get('what', '')))} ({_glue(html.escape(estimate + n))})</li>")
+            what = html.escape(str(row.get("what", "")))
+            if v in _VERDICT_ORDER:
+                items.append(f'<li><span class="sdprobe-verdict {_verdict_class(v)}">{html.escape(v)}</span> — '
+                             f"{what} ({_glue(html.escape(estimate + n))})</li>")
+            else:  # a verdict in words, not by a rule: the claim first, then what was found
+                items.append(f"<li>{what}: <em>{html.escape(v)}</em> ({_glue(html.escape(estimate + n))})</li>")
     on = f" on {html.escape(models[0])}" if len(models) == 1 else ""
     return (f'<div class="admonition tip sdprobe-findings"><p class="admonition-title">What we found</p>'
             f"<p>{len(rows)} claims measured{on}: {html.escape(counts)}.</p><ul>{''.join(items)}</ul></div>")
