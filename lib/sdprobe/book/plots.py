@@ -167,23 +167,17 @@ def image_grid(
     size = min(size, MAX_WIDTH / cols)
     fig = new_figure(figsize=(size * cols, size * rows + (0.4 if title else 0.0)), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    flat = [np.asarray(img, dtype=np.float32) for img in images
-            if isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2]
-    limits = (min(float(f.min()) for f in flat), max(float(f.max()) for f in flat)) if shared_scale and flat else (None, None)
-    if symmetric and shared_scale and flat:
-        m = max(abs(limits[0]), abs(limits[1]))
-        limits = (-m, m)
+    maps = [np.asarray(img, dtype=np.float32) for img in images if _is_map(img)] if shared_scale else []
+    limits = _limits(maps, symmetric) if maps else (None, None)
     shown = None
     for i, ax in enumerate(axes):
         ax.set_axis_off()
         if i >= n:
             continue
         img = images[i]
-        if isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2:
+        if _is_map(img):
             values = np.asarray(img, dtype=np.float32)
-            lo, hi = limits
-            if symmetric and not shared_scale:
-                hi = float(np.abs(values).max()); lo = -hi
+            lo, hi = limits if shared_scale else _limits([values], symmetric) if symmetric else (None, None)
             shown = ax.imshow(values, cmap=cmap or "magma", vmin=lo, vmax=hi)
             if not shared_scale:
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(labelsize=9)
@@ -199,6 +193,20 @@ def image_grid(
     if title:
         fig.suptitle(fit_title(title, size * cols, chars_per_inch=11))
     return fig
+
+
+def _is_map(img: Any) -> bool:
+    """A 2-D array: drawn with a colour map, not as a picture."""
+    return isinstance(img, np.ndarray) and img.ndim == 2 or torch.is_tensor(img) and img.dim() == 2
+
+
+def _limits(maps: Sequence[np.ndarray], symmetric: bool) -> tuple[float, float]:
+    """One colour scale over ``maps``: their range, or centred on 0 with ``symmetric``."""
+    lo, hi = min(float(m.min()) for m in maps), max(float(m.max()) for m in maps)
+    if symmetric:
+        hi = max(abs(lo), abs(hi))
+        lo = -hi
+    return lo, hi
 
 
 def fit_title(text: str, inches: float, *, chars_per_inch: float = 14) -> str:

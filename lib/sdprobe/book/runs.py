@@ -434,43 +434,47 @@ def run_batch(
     result = BatchResult()
     with batch_lock(out_dir):
         _remove_stale_partials(out_dir)
-        if cluster is not None:
-            _run_on_cluster(runs, result, force, cluster)
-        for run in progress(runs if cluster is None else [], desc="runs", unit="run"):
-            if not force and run.is_complete():
-                result.skipped.append(run)
-                continue
-            try:
-                execute_notebook(run.source, run.output, run.parameters)
-            except NotebookRunError as err:
+        todo = []
+        for run in runs:
+            (todo if force or not run.is_complete() else result.skipped).append(run)
+        finished = _execute_here(todo) if cluster is None else _execute_on_cluster(todo, cluster)
+        for run, err in progress(finished, desc="runs" if cluster is None else "runs on Ray", unit="run",
+                                 total=len(todo)):
+            if err is None:
+                result.completed.append(run)
+            else:
                 result.failed.append((run, err))
                 _say(f"FAILED {run.label}: {err.summary}")
-            else:
-                result.completed.append(run)
+        order = {run.output: k for k, run in enumerate(runs)}  # the plan's order, whatever order runs finished in
+        result.completed.sort(key=lambda run: order[run.output])
+        result.failed.sort(key=lambda pair: order[pair[0].output])
         done = [r for r in runs if r in result.completed or r in result.skipped]
         result.report = merge_reports(read_report(out_dir), gather_report(done), runs)
         write_report(result.report, out_dir)
     return result
 
 
-def _run_on_cluster(runs: list[Run], result: BatchResult, force: bool, cluster: Any) -> None:
+def _execute_here(runs: list[Run]) -> Iterator[tuple[Run, NotebookRunError | None]]:
+    """Execute ``runs`` one after another in this process: ``(run, error or None)`` as each ends."""
+    for run in runs:
+        try:
+            execute_notebook(run.source, run.output, run.parameters)
+        except NotebookRunError as err:
+            yield run, err
+        else:
+            yield run, None
+
+
+def _execute_on_cluster(runs: list[Run], cluster: Any) -> Iterator[tuple[Run, NotebookRunError | None]]:
+    """Execute ``runs`` as Ray tasks (:mod:`sdprobe.book.cluster`), yielding as they finish."""
     from sdprobe.book.cluster import execute_on_ray
 
-    todo = []
-    for run in runs:
-        (todo if force or not run.is_complete() else result.skipped).append(run)
-    finished = execute_on_ray(todo, cluster)
-    for run, failure in progress(finished, desc="runs on Ray", unit="run", total=len(todo)):
+    for run, failure in execute_on_ray(runs, cluster):
         if failure is None:
-            result.completed.append(run)
-            continue
-        summary, partial = failure
-        err = NotebookRunError(run.source, run.output, Path(partial) if partial else None, summary)
-        result.failed.append((run, err))
-        _say(f"FAILED {run.label}: {summary}")
-    order = {run.output: k for k, run in enumerate(runs)}  # the plan's order, whatever order Ray finished in
-    result.completed.sort(key=lambda run: order[run.output])
-    result.failed.sort(key=lambda pair: order[pair[0].output])
+            yield run, None
+        else:
+            summary, partial = failure
+            yield run, NotebookRunError(run.source, run.output, Path(partial) if partial else None, summary)
 
 
 class BatchLockedError(SelectionError):
