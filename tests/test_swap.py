@@ -201,6 +201,29 @@ def test_a_finer_region_is_followed_by_fine_layers_and_pooled_so_coarse_layers_n
         assert torch.equal(out[inside], a[inside]) and torch.equal(out[~inside], b[~inside]), name
 
 
+def test_a_batched_call_takes_one_region_per_image_in_both_guidance_halves(sd1):
+    prompts = [PROMPT_A, "a green cone on the snow"]
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2)]  # noqa: E731
+    run = lambda texts: sd1(texts, num_inference_steps=STEPS, generator=gens(), output_type="latent")  # noqa: E731
+    with record_features(sd1, ["OUT6"], steps=[0]) as store_a:
+        run(prompts)
+    with record_features(sd1, ["OUT6"], steps=[0]) as store_b:
+        run([PROMPT_B, PROMPT_B])
+    regions = torch.zeros(2, 2, 2, dtype=torch.bool)
+    regions[0, 0, 0], regions[1, 1, :] = True, True  # a corner for the first image, the bottom half for the second
+    with swap_features(sd1, store_a, steps=[0], region=regions), record_features(sd1, ["OUT6"], steps=[0]) as seen:
+        run([PROMPT_B, PROMPT_B])
+    a, b, out = (s.get("OUT6", 0) for s in (store_a, store_b, seen))
+    assert out.shape[0] == 4  # [uncond 1, uncond 2, cond 1, cond 2]
+    for row in range(4):
+        inside = torch.nn.functional.interpolate(regions[row % 2][None, None].float(), size=out.shape[-2:],
+                                                 mode="nearest").bool()[0].expand_as(out[row])
+        assert torch.equal(out[row][inside], a[row][inside]) and torch.equal(out[row][~inside], b[row][~inside])
+    with pytest.raises(StoreMismatchError, match="holds 3 grids, but this call draws 2 images"):
+        with swap_features(sd1, store_a, steps=[0], region=torch.ones(3, 2, 2, dtype=torch.bool)):
+            run([PROMPT_B, PROMPT_B])
+
+
 def test_threshold_swap_replaces_only_elements_closer_than_the_threshold(sd1):
     with record_features(sd1, ["OUT4"], steps=[0]) as store_a:
         generate(sd1, PROMPT_A)
@@ -274,7 +297,7 @@ def test_steps_outside_the_schedule_are_refused(sd1):
 def test_region_of_the_wrong_shape_is_refused(sd1):
     with record_features(sd1, ["OUT3"]) as store:
         generate(sd1, PROMPT_A)
-    with pytest.raises(ValueError, match=r"\[H, W\] = \[2, 2\].*k times finer.*got shape \[14, 10\]"):
+    with pytest.raises(ValueError, match=r"\[H, W\] = \[2, 2\].*k times finer.*one such grid per image; got shape \[14, 10\]"):
         with swap_features(sd1, store, region=torch.ones(14, 10, dtype=torch.bool)):
             pass
     with pytest.raises(ValueError, match="boolean grid"):

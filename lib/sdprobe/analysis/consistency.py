@@ -13,6 +13,8 @@ gives those pieces so that any chapter can ask them of any pair of images:
   subject. It replaces the paper's hand-picked region (its Fig. 4) by a rule.
 * :func:`judge_edit`: the paper's two visual checks as numbers on toy images: does the subject
   show the requested colour, and does it still cover the same pixels as in the source image?
+* :func:`read_image`: one segmentation of an image (subject, colour, foreground) that the
+  others accept, so that a sweep segments each picture once.
 
 Background MSE itself is :func:`sdprobe.analysis.metrics.background_mse` (0–255 units, mean over
 background pixels); pass it the union of both images' foregrounds.
@@ -35,10 +37,13 @@ __all__ = [
     "FOREGROUND_METHODS",
     "EditJudgement",
     "ForegroundUnavailableError",
+    "Reading",
     "foreground_mask",
     "judge_edit",
     "keep_region",
+    "read_image",
     "rembg_model_path",
+    "subject_iou",
 ]
 
 Method = Literal["world", "rembg"]
@@ -75,14 +80,49 @@ def _rembg_mask(image: Any, model: str, threshold: int) -> np.ndarray:
     return np.asarray(soft) >= threshold
 
 
-def _world_mask(image: Any) -> np.ndarray:
-    from sdprobe.toy.world import segment
+@dataclass(frozen=True)
+class Reading:
+    """What one image shows, read once: the subject's colour and outline, and every foreground pixel.
 
-    arr = to_array(image)
-    mask = np.zeros(arr.shape[:2], dtype=bool)
-    for found in segment(arr):
-        mask |= found.mask
-    return mask
+    Attributes:
+        colour: the subject's toy-world colour (``None``: none found, or a method that sees no colours).
+        subject: bool ``[H, W]``, the subject: the largest palette-coloured object (``"world"``),
+            the whole foreground (``"rembg"``).
+        foreground: bool ``[H, W]``, every object's pixels, grown by ``grow`` pixels.
+    """
+
+    colour: str | None
+    subject: np.ndarray
+    foreground: np.ndarray
+
+
+def read_image(
+    image: Any, method: Method = "world", *, grow: int = 1, rembg_model: str = "u2net", threshold: int = 128
+) -> Reading:
+    """Segment ``image`` once: its subject and its foreground (see :func:`foreground_mask` for the arguments).
+
+    Raises:
+        ValueError: an unknown method, or ``grow < 0``.
+        ForegroundUnavailableError: rembg or its weights file are missing (nothing is downloaded).
+    """
+    if grow < 0:
+        raise ValueError(f"grow is a number of pixels >= 0, got {grow}")
+    if method == "world":
+        from sdprobe.toy.world import segment
+
+        arr = to_array(image)
+        found = sorted(segment(arr), key=lambda d: -d.area)
+        mask = np.zeros(arr.shape[:2], dtype=bool)
+        for obj in found:
+            mask |= obj.mask
+        colour, subject = (found[0].colour, found[0].mask) if found else (None, mask.copy())
+    elif method == "rembg":
+        mask = _rembg_mask(image, rembg_model, threshold)
+        colour, subject = None, mask
+    else:
+        raise ValueError(f"foreground method must be one of {', '.join(map(repr, FOREGROUND_METHODS))}, not {method!r}")
+    grown = ndimage.binary_dilation(mask, iterations=grow) if grow and mask.any() else mask
+    return Reading(colour, subject, grown)
 
 
 def foreground_mask(
@@ -103,15 +143,7 @@ def foreground_mask(
         ValueError: an unknown method.
         ForegroundUnavailableError: rembg or its weights file are missing (nothing is downloaded).
     """
-    if method == "world":
-        mask = _world_mask(image)
-    elif method == "rembg":
-        mask = _rembg_mask(image, rembg_model, threshold)
-    else:
-        raise ValueError(f"foreground method must be one of {', '.join(map(repr, FOREGROUND_METHODS))}, not {method!r}")
-    if grow < 0:
-        raise ValueError(f"grow is a number of pixels >= 0, got {grow}")
-    return ndimage.binary_dilation(mask, iterations=grow) if grow and mask.any() else mask
+    return read_image(image, method, grow=grow, rembg_model=rembg_model, threshold=threshold).foreground
 
 
 # ----------------------------------------------------------------------------- the keep region
@@ -174,20 +206,10 @@ class EditJudgement:
         return self.edited and self.kept
 
 
-def _subject(image: Any) -> tuple[str | None, np.ndarray]:
-    """Colour and mask of the largest object the world's segmentation finds."""
-    from sdprobe.toy.world import segment
-
-    arr = to_array(image)
-    found = sorted(segment(arr), key=lambda d: -d.area)
-    if not found:
-        return None, np.zeros(arr.shape[:2], dtype=bool)
-    return found[0].colour, found[0].mask
-
-
 def judge_edit(source: Any, edited: Any, requested: str, *, min_iou: float = 0.5) -> EditJudgement:
     """Judge a one-colour edit of a toy-world subject (the largest palette-coloured object).
 
+    ``source`` and ``edited`` are images or their :class:`Reading` (to segment each image once).
     The subject's mask is compared by shape only (any colour), so a recoloured dog in the same
     place scores an IoU near 1 and a dog that moved or turned scores low.
     """
@@ -197,10 +219,13 @@ def judge_edit(source: Any, edited: Any, requested: str, *, min_iou: float = 0.5
         raise ValueError(f"requested colour {requested!r} is not a toy-world colour; choose one of {list(PALETTE)}")
     if not 0.0 <= min_iou <= 1.0:
         raise ValueError(f"min_iou must be in [0, 1], got {min_iou}")
-    _, before = _subject(source)
-    colour, after = _subject(edited)
-    if before.shape != after.shape:
-        raise ValueError(f"images differ in size: {before.shape} and {after.shape}")
-    union = (before | after).sum()
-    iou = float((before & after).sum() / union) if union else 0.0
-    return EditJudgement(colour, requested, iou, min_iou)
+    before, after = (x if isinstance(x, Reading) else read_image(x) for x in (source, edited))
+    return EditJudgement(after.colour, requested, subject_iou(before, after), min_iou)
+
+
+def subject_iou(before: Reading, after: Reading) -> float:
+    """IoU of two readings' subjects (0 when neither has one)."""
+    if before.subject.shape != after.subject.shape:
+        raise ValueError(f"images differ in size: {before.subject.shape} and {after.subject.shape}")
+    union = (before.subject | after.subject).sum()
+    return float((before.subject & after.subject).sum() / union) if union else 0.0

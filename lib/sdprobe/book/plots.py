@@ -442,7 +442,7 @@ def interval_plot(
         for y, (label, (value, lo, hi)) in enumerate(rows.items()):
             ax.errorbar(value * scale, y, xerr=[[(value - lo) * scale], [(hi - value) * scale]], fmt="o", color="C0",
                         capsize=3)
-            ax.annotate(f"{value * scale:.0f}" if percent else f"{value:.2g}", (value * scale, y),
+            ax.annotate(f"{value * scale:.0f}" if percent else f"{value:.3g}", (value * scale, y),
                         textcoords="offset points", xytext=(0, 6), ha="center", fontsize=9)
         ax.set_yticks(range(len(labels)), labels, fontsize=9)
         ax.set_ylim(-0.6, len(labels) - 0.4)

@@ -316,6 +316,8 @@ def swap_features(
             resolution (``store.lowest_resolution``) or ``k`` times finer. Layers at least as fine
             as the grid take it by nearest neighbour; a coarser layer takes a cell only where
             every grid cell inside it is True, so a region drawn around a subject never reaches it.
+            ``[N, H, W]``: one grid per image of a batched call (``N`` images, in output order),
+            applied to both guidance halves.
         threshold: replace only elements with ``|saved - current| < threshold`` (positive, finite).
         several: swap into several pipeline calls made inside the block (each is checked and
             swapped like the first); by default a second call is refused.
@@ -361,7 +363,8 @@ def swap_features(
                 raise StoreMismatchError(
                     f"{name}: saved features are {tuple(saved.shape)}, this run computes {tuple(current.shape)}"
                 )
-            take = _selection(saved, current, grid, threshold, masks)
+            halves = 2 if getattr(pipe, "do_classifier_free_guidance", False) else 1
+            take = _selection(saved, current, grid, threshold, masks, halves)
             return _replace_output(output, saved if take is None else torch.where(take, saved, current))
 
         return hook
@@ -380,14 +383,21 @@ def _selection(
     grid: torch.Tensor | None,
     threshold: float | None,
     cache: dict[tuple[int, int], torch.Tensor],
+    halves: int = 1,
 ) -> torch.Tensor | None:
     """Boolean mask broadcastable to ``[B, C, h, w]``, True where the saved value is taken; None: all."""
     take = None
     if grid is not None:
         size = tuple(current.shape[-2:])
         if size not in cache:
-            cache[size] = region_at(grid, size)[None, None]
+            cells = region_at(grid, size)
+            cache[size] = cells[None, None] if cells.dim() == 2 else cells[:, None]  # [1 or N, 1, h, w]
         take = cache[size].to(current.device)
+        if grid.dim() == 3:  # one region per image; under guidance the U-Net batch is [uncond images, cond images]
+            if take.shape[0] * halves != current.shape[0]:
+                raise StoreMismatchError(f"region holds {take.shape[0]} grids, but this call draws "
+                                         f"{current.shape[0] // halves} images: give one grid per image")
+            take = take.repeat(halves, 1, 1, 1)
     if threshold is not None:
         close = (saved - current).abs() < threshold
         take = close if take is None else take & close
@@ -395,16 +405,19 @@ def _selection(
 
 
 def region_at(region: Any, size: tuple[int, int]) -> torch.Tensor:
-    """A keep-region as a layer of ``size`` ``(h, w)`` takes it: bool ``[h, w]``.
+    """A keep-region as a layer of ``size`` ``(h, w)`` takes it: bool ``[h, w]`` (or ``[N, h, w]``
+    for ``N`` regions, one per image).
 
     A layer at least as fine as the region's grid takes it by nearest neighbour; a coarser layer
     takes a cell only where every grid cell inside it is True (a pooled region never grows).
     """
     grid = torch.as_tensor(region).bool()
-    if size[0] >= grid.shape[0] and size[1] >= grid.shape[1]:
-        return F.interpolate(grid[None, None].float(), size=size, mode="nearest")[0, 0].bool()
-    outside = F.adaptive_max_pool2d((~grid)[None, None].float(), size)
-    return outside[0, 0] == 0
+    grids = grid[:, None] if grid.dim() == 3 else grid[None, None]  # [N, 1, H, W]
+    if size[0] >= grid.shape[-2] and size[1] >= grid.shape[-1]:
+        cells = F.interpolate(grids.float(), size=size, mode="nearest").bool()
+    else:
+        cells = F.adaptive_max_pool2d((~grids).float(), size) == 0
+    return cells[:, 0] if grid.dim() == 3 else cells[0, 0]
 
 
 def _check_region(region: Any, shape: tuple[int, int]) -> torch.Tensor:
@@ -413,11 +426,12 @@ def _check_region(region: Any, shape: tuple[int, int]) -> torch.Tensor:
         if grid.is_floating_point() or grid.is_complex() or not bool(((grid == 0) | (grid == 1)).all()):
             raise ValueError(f"region must be a boolean grid (or 0/1 integers), got dtype {grid.dtype}")
         grid = grid.bool()
-    finer = grid.shape[0] // shape[0] if grid.dim() == 2 else 0
-    if finer < 1 or tuple(grid.shape) != (finer * shape[0], finer * shape[1]):
+    finer = grid.shape[-2] // shape[0] if grid.dim() in (2, 3) else 0
+    if finer < 1 or tuple(grid.shape[-2:]) != (finer * shape[0], finer * shape[1]) or 0 in grid.shape:
         raise ValueError(
             f"region must be a [H, W] = {list(shape)} grid (the lowest U-Net resolution of the recorded run) "
-            f"or k times finer ([{2 * shape[0]}, {2 * shape[1]}], …), got shape {list(grid.shape)}"
+            f"or k times finer ([{2 * shape[0]}, {2 * shape[1]}], …), or [N, H, W] with one such grid per "
+            f"image; got shape {list(grid.shape)}"
         )
     return grid
 
