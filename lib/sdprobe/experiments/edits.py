@@ -128,7 +128,8 @@ class EditScore:
 
     @property
     def passed(self) -> bool | None:
-        """Both of the paper's visual checks: the edit took and the pose stayed."""
+        """True when the edit took and the pose stayed (the paper's two visual checks), ``None``
+        when the pair names no toy colour."""
         return None if self.edited is None else self.edited and self.kept
 
 
