@@ -235,7 +235,7 @@ plots.image_grid(
     + [with_boxes(planted[t].images[0], DEMO.objects) for t in P.transplant_steps] + [with_boxes(plain, DEMO.objects)],
     [f"seedling: {o.prompt}" for o in DEMO.objects] + [f"background: {DEMO.background!r}"]
     + [f"TAUE, t_transplant={t}" for t in P.transplant_steps] + ["plain generation"],
-    size=2.1, title=f"Fig. 1c — TAUE step by step: {DEMO.prompt!r} ({MODEL})",
+    cols=3, size=2.1, title=f"Fig. 1c — TAUE step by step: {DEMO.prompt!r} ({MODEL})",
 )
 
 # %% [markdown]
@@ -335,9 +335,9 @@ show_table(table1, caption=f"Table 1 — {MODEL}, {len(LAYOUTS)} {P.prompt_set} 
 
 # %%
 shown = LAYOUTS[:5]
-plots.image_grid([with_boxes(im, layout.objects) for name, r in runs.items() for im, layout in zip(r.examples, shown)],
-                 [f"{name}\n{layout.prompt}" for name in runs for layout in shown], cols=len(shown), size=2.0,
-                 title=f"Fig. 3 — Table 1's runs, first image of the first {len(shown)} prompts ({MODEL})")
+plots.image_grid([with_boxes(r.examples[k], layout.objects) for k, layout in enumerate(shown) for r in runs.values()],
+                 [f"{name}\n{layout.prompt}" for layout in shown for name in runs], cols=len(runs), size=2.1,
+                 title=f"Fig. 3 — Table 1's runs, first image of the first {len(shown)} prompts, one row each ({MODEL})")
 
 # %% [markdown]
 # Notice what Table 1 and Fig. 3 show together. The transplant does what it was built for in one
@@ -347,7 +347,7 @@ plots.image_grid([with_boxes(im, layout.objects) for name, r in runs.items() for
 # fewer than one in three for plain generation; at 0 the difference is within the noise. Fig. 3
 # shows why: each seedling grows its object at the size the toy learned, wider than its
 # half-image box, so the two seedlings planted side by side merge, or one covers the other (the
-# middle row's single square over both boxes). Where both objects do survive, though, the
+# first row's middle panel: a single square over both boxes). Where both objects do survive, though, the
 # transplant almost never swaps their colours (a few per cent of the images with both objects at
 # $t_\text{transplant} = 6$, against about two thirds for plain generation): each object was grown
 # from its own prompt. AAS hardly moves between conditions, and its margin stays near zero on the

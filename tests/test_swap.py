@@ -76,6 +76,22 @@ def test_empty_swap_reproduces_plain_run_b(pipes, model):
             assert torch.equal(generate(pipe, PROMPT_B), plain_b)
 
 
+@pytest.mark.parametrize("model", ["toy", "random:sd1-tiny"])
+def test_in8_adds_nothing_once_out3_is_swapped_whole_since_all_it_computes_flows_through_out3(pipes, model):
+    # IN8's output reaches the output only through the deeper blocks and its skip connection,
+    # and both enter OUT3's block before OUT3's transformer, whose output the swap replaces.
+    pipe = pipes(model)
+    with record_features(pipe, ["IN8", "OUT3"]) as store:
+        generate(pipe, PROMPT_A)
+    with swap_features(pipe, store, ["OUT3"]):
+        out3 = generate(pipe, PROMPT_B)
+    with swap_features(pipe, store, ["IN8", "OUT3"]):
+        both = generate(pipe, PROMPT_B)
+    with swap_features(pipe, store, ["IN8"]):
+        in8 = generate(pipe, PROMPT_B)
+    assert torch.equal(both, out3) and not torch.equal(in8, out3)
+
+
 def test_swapping_middle_layers_changes_b_without_making_it_a(sd1):
     with record_features(sd1, ["OUT3", "OUT4"]) as store:
         a = generate(sd1, PROMPT_A)
