@@ -36,8 +36,36 @@ _READING_CHECKS = """() => {
   const cells = [...document.querySelectorAll('td, th')].map(c => c.textContent.trim())
       .filter(t => /^(nan|NaN|<NA>|None)$/.test(t));
   const text = document.body.innerText;
+  const right = main.getBoundingClientRect().right;
+  const wide = [...document.querySelectorAll('table.sdprobe-report, table.sdprobe-table')]
+      .filter(t => t.scrollWidth > t.clientWidth + 1 || t.getBoundingClientRect().right > right + 1)
+      .map(t => (t.querySelector('caption, th') || t).textContent.trim().slice(0, 40));
   return {overflow: main.scrollWidth - main.clientWidth, page: document.documentElement.scrollWidth - window.innerWidth,
-          nan: cells, latex: (text.match(/\\\\cite\\w*|\\\\citeauthor/g) || [])};
+          nan: cells, latex: (text.match(/\\\\cite\\w*|\\\\citeauthor/g) || []), wide};
+}"""
+
+# In the page: after jumps of about two windows (a dragged scrollbar), does "on this page" mark the section
+# in view (the last whose heading lies above 30 % of the window)? Returns the positions where not.
+_TOC_CHECK = """async () => {
+  const links = [...document.querySelectorAll('#pst-page-toc-nav a[href^="#"]')];
+  const inView = () => {
+    let best = null;
+    for (const a of links) {
+      const s = document.getElementById(decodeURIComponent(a.hash.slice(1)));
+      const h = s && (s.querySelector('h1,h2,h3,h4,h5,h6') || s);
+      if (h && h.getBoundingClientRect().top < window.innerHeight * 0.3) best = a;
+    }
+    return best;
+  };
+  const wrong = [];
+  for (let y = 0; y < document.documentElement.scrollHeight; y += Math.round(window.innerHeight * 1.9)) {
+    window.scrollTo(0, y);
+    await new Promise(r => setTimeout(r, 200));
+    const want = inView();
+    const marked = links.filter(a => a.classList.contains('active'));
+    if (want && (marked.length !== 1 || marked[0] !== want)) wrong.push(y);
+  }
+  return wrong;
 }"""
 
 
@@ -118,6 +146,7 @@ def test_page_loads_its_figures_without_errors(page, server, browser):
         count = tab.eval_on_selector_all("img", "imgs => imgs.length")
         reading = tab.evaluate(_READING_CHECKS)
         players = _exercise_players(tab)
+        toc_wrong = tab.evaluate(_TOC_CHECK) if page.parent.name == "notebooks" else []
     finally:
         context.close()
     assert not failed, f"failed requests: {failed}"
@@ -129,6 +158,8 @@ def test_page_loads_its_figures_without_errors(page, server, browser):
     assert reading["overflow"] <= 1 and reading["page"] <= 1, f"horizontal overflow at 1280 px: {reading}"
     assert not reading["nan"], f"table cells without a value print {reading['nan']}"
     assert not reading["latex"], f"raw LaTeX in the page: {reading['latex']}"
+    assert not reading["wide"], f"tables wider than the text column: {reading['wide']}"
+    assert not toc_wrong, f"'on this page' marks another section after a jump, at scroll positions {toc_wrong}"
     assert page.stat().st_size <= PAGE_BUDGET, f"{page.stat().st_size / 2**20:.1f} MiB, over the page budget"
     if page.stem in WITH_PLAYERS:
         assert players, "the denoising loop's player is missing"
