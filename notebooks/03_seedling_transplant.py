@@ -239,8 +239,10 @@ plots.image_grid(
 )
 
 # %% [markdown]
-# The seedlings' finished runs (left) stand in for the seedlings themselves, which are still
-# noisy at $t_\text{crop}$. All runs share one seed, so the plain generation starts from the same
+# Notice first that this demo fails: at $t_\text{transplant} = 0$ both boxes hold a red and
+# yellow dog, at 6 the dog is gone under one wide square, and plain generation draws both objects.
+# Section 6 counts how often that happens. The seedlings' finished runs (top row) stand in for
+# the seedlings themselves, which are still noisy at $t_\text{crop}$. All runs share one seed, so the plain generation starts from the same
 # noise as the backgrounds. The toy never saw a caption without an object, so its "background"
 # run may draw an object anyway: the transplant then has to overwrite it inside the boxes, and
 # outside them it can stay.
@@ -347,10 +349,10 @@ plots.image_grid([with_boxes(r.examples[k], layout.objects) for k, layout in enu
 # fewer than one in three for plain generation; at 0 the difference is within the noise. Fig. 3
 # shows why: each seedling grows its object at the size the toy learned, wider than its
 # half-image box, so the two seedlings planted side by side merge, or one covers the other (the
-# first row's middle panel: a single square over both boxes). Where both objects do survive, though, the
-# transplant almost never swaps their colours (a few per cent of the images with both objects at
-# $t_\text{transplant} = 6$, against about two thirds for plain generation): each object was grown
-# from its own prompt. AAS hardly moves between conditions, and its margin stays near zero on the
+# first row's middle panel: a single square over both boxes). Where both objects do survive,
+# though, the later transplant almost never swaps their colours (4 % of the images with both
+# objects at $t_\text{transplant} = 6$, 44 % at 0, against about two thirds for plain
+# generation). AAS hardly moves between conditions, and its margin stays near zero on the
 # 20 traced images per condition: on this model the attention maps do not separate the two
 # colour words, with or without a transplant. The report's verdicts follow from these numbers by
 # the rules in `data/reference/03_seedling_transplant.yaml`.

@@ -21,9 +21,9 @@
 # recipe has two runs. Run A generates the first prompt and stores the output of U-Net layers at
 # every step. Run B generates the edited prompt from the same seed, and at chosen layers and
 # steps its features are overwritten by A's: the whole map, only inside a region, or only where
-# the two runs already nearly agree. The paper tests it on a character whose school uniform
-# becomes trousers and a shirt ({cite}`hakurei2022waifu`), and scores each result by how much the
-# background changed.
+# the two runs already nearly agree. The paper tests it on waifu-diffusion
+# {cite}`hakurei2022waifu`, with a character whose school uniform becomes trousers and a shirt,
+# and scores each result by how much the background changed.
 #
 # The idea belongs to a family of training-free edits that reuse one run's internals in another:
 # Plug-and-Play {cite}`tumanyan2023pnp` injects a ResNet feature of OUT4 and self-attention maps,
@@ -444,7 +444,7 @@ show_table(pd.DataFrame([{"bits": bits, "region in": subset_name(bits), **summar
 # alone does (the region changes nothing inside the subject, by construction), and every one
 # lowers the background MSE a little — on these sixteen pairs; over all 64, section 7 finds
 # otherwise. The ordering of rows has nothing to do with the paper's: its numbers lie in a band
-# of 62–76, ours in a wider one, on another model and another kind of picture.
+# of 62.7–76.3 over its 64 subsets, ours in a wider one, on another model and another kind of picture.
 
 # %% [markdown]
 # ## 6. Experiment ③: where the runs already agree (Table 4)
@@ -471,11 +471,11 @@ show_table(pd.DataFrame([{"threshold": f"{t:g}", **summary_row(f"threshold {t:g}
 # ## 7. The three experiments side by side
 #
 # The paper's ranking of its best images was ② (62.0) < ③ (67.0) < ① (74.5): the hand-picked
-# region kept the background best. (The 62.0 is the paper's text for its best region subset,
-# OUT3, OUT4, OUT5, OUT6 and OUT10; the row of its Table 3 with that label reads 69.9, and a row
-# with a lost label reads 62.0. The reference file keeps both.) Here each experiment runs in the paper's best setting on
-# every pair, and the pairs are compared with each other: the same seed, prompt and A under
-# every configuration.
+# region kept the background best. (The paper's text gives 62.0 for its best region subset,
+# OUT3, OUT4, OUT5, OUT6 and OUT10, but the row of its Table 3 for that subset reads 69.9; 62.0
+# is printed in a row whose label is missing. The reference file keeps both.) Here each
+# experiment runs in the paper's best setting on every pair, and the pairs are compared with each
+# other: the same seed, prompt and A under every configuration.
 
 # %%
 show_table(pd.DataFrame({name: {"setting": setting, **summary_row(name)} for name, setting in [

@@ -1,7 +1,8 @@
 // "On this page" follows the reader after any scroll. The theme marks the entry whose heading
 // passes through a band at the top of the window; a jump (Page Down, a dragged scrollbar) can
 // carry a heading past the band unseen and leave an earlier entry marked. Once a scroll settles,
-// this marks the last section whose heading lies above 30 % of the window, as the theme would.
+// this marks the last section whose heading lies above 30 % of the window, as the theme would,
+// and at the very end of the page the last section in view.
 (function () {
   "use strict";
 
@@ -15,6 +16,14 @@
       if (!section) continue;
       const heading = section.querySelector("h1, h2, h3, h4, h5, h6") || section;
       if (heading.getBoundingClientRect().top < window.innerHeight * 0.3) current = link;
+    }
+    const bottom = window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 2;
+    if (bottom) {  // the last sections can never reach the band: at the end, take the last one in view
+      for (const link of links) {
+        const section = document.getElementById(decodeURIComponent(link.hash.slice(1)));
+        const heading = section && (section.querySelector("h1, h2, h3, h4, h5, h6") || section);
+        if (heading && heading.getBoundingClientRect().top < window.innerHeight) current = link;
+      }
     }
     for (const link of links) {
       link.classList.toggle("active", link === current);
