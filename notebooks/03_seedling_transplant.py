@@ -278,8 +278,9 @@ fig
 # cells, and for every object $k$ and step $s$ take the histogram intersection of the attribute's
 # map $A_k(s)$ and the noun's map $N_k(s)$,
 #
-# $$\text{overlap}_k(s) = \sum_\text{cells} \min\big(A_k(s), N_k(s)\big) \in [0, 1], \qquad
-# \text{AAS} = \frac{1}{K}\sum_k \frac{1}{|S|}\sum_{s \in S} \text{overlap}_k(s).$$
+# $$\text{overlap}_k(s) = \sum_\text{cells} \min\big(A_k(s), N_k(s)\big) \in [0, 1],$$
+#
+# $$\text{AAS} = \frac{1}{K}\sum_k \frac{1}{|S|}\sum_{s \in S} \text{overlap}_k(s).$$
 #
 # AAS is 1 when the attribute attends exactly where its noun does at every step and 0 when they
 # never share a cell. The steps $S$ run from $t_\text{transplant}$ to the end (before the

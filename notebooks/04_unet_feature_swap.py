@@ -149,7 +149,7 @@ show_table(pd.DataFrame(
                      str(P.anchor_until), P.foreground],
     },
     index=["model", "image (w × h)", "sampling steps", "guidance", "edit pairs", "prompt A (first pair)",
-           "prompt B (first pair)", "experiment ① swaps steps 1..k, k =", "experiments ②③ swap whole until step",
+           "prompt B (first pair)", "experiment ①: steps swapped, 1..k for k =", "experiments ②③: whole swap until step",
            "foreground"],
 ))
 
@@ -316,7 +316,7 @@ plots.interval_plot({title: {k: (r["rate"], *r["ci"]) for k, r in rows.items()}
 first = 0
 plots.image_grid([runs.sources[first], runs.images["no swap"][first]]
                  + [runs.images[f"single {n}"][first] for n in TEXT_LAYERS],
-                 ["A", "no swap"] + [f"{star(n)}: {runs.scores[f'single {n}'][first].pose_iou:.2f}" for n in TEXT_LAYERS],
+                 ["A", "no swap"] + [f"{star(n)}: IoU {runs.scores[f'single {n}'][first].pose_iou:.2f}" for n in TEXT_LAYERS],
                  cols=6, size=1.15, title=f"Fig. 3b — the first pair, each layer alone ({MODEL})")
 
 # %%
