@@ -233,9 +233,8 @@ runs = edits.run_edits(pipe, PAIRS, SETUPS, region_scale=P.region_scale, region_
                        foreground=P.foreground, min_iou=P.min_pose_iou, batch=P.batch, num_inference_steps=P.steps,
                        guidance_scale=P.guidance, height=P.height, width=P.width,
                        negative_prompt=P.negative_prompt or None)
-drawn = len(PAIRS) + sum(1 for name in runs.images for im in runs.images[name] if im is not None)
-distinct = len(PAIRS) + sum(min(s.pairs or len(PAIRS), len(PAIRS)) for s in {s.swaps: s for s in SETUPS.values()}.values())
-print(f"{len(PAIRS)} edit pairs, {len(SETUPS)} configurations; {distinct} images drawn "
+drawn = len(runs.sources) + len({id(im) for images in runs.images.values() for im in images if im is not None})
+print(f"{len(PAIRS)} edit pairs, {len(SETUPS)} configurations; {drawn} images drawn "
       f"(configurations with the same swaps share their images)")
 
 # %% [markdown]
@@ -298,7 +297,6 @@ show_table(pd.DataFrame({"no swap": summary_row("no swap")}).T)
 # %%
 PAPER_SIX = REF["table3"]["bit_order"]
 singles = {name: edits.summary(runs, f"single {name}") for name in TEXT_LAYERS}
-base = edits.summary(runs, "no swap")  # over every pair; the sweep's pairs are its first SWEEP
 star = lambda n: f"{n} ★" if n in PAPER_SIX else n  # noqa: E731
 NO_SWAP = f"no swap (these {SWEEP})"
 panels = {"kept A's pose (% of pairs)": {NO_SWAP: rate([s.kept for s in runs.scored("no swap")[:SWEEP]])}}
@@ -458,7 +456,6 @@ show_table(pd.DataFrame([{"bits": bits, "region in": subset_name(bits), **summar
 
 # %%
 paper_t4 = {round(float(k), 2): v for k, v in REF["table4"]["mse"].items()}
-t4 = {t: edits.summary(runs, f"threshold {t:g}") for t in TABLE4}
 show_table(pd.DataFrame([{"threshold": f"{t:g}", **summary_row(f"threshold {t:g}"), "MSE (paper)": paper_t4.get(round(t, 2))}
                          for t in TABLE4]).set_index("threshold"))
 
@@ -494,7 +491,7 @@ plots.interval_plot({k: v for k, v in panels.items() if v}, percent=False,
                     title=f"Fig. 5 — the paper's best settings over {len(PAIRS)} pairs, 95 % intervals ({MODEL})")
 
 # %%
-SHOWN = [i for i in range(min(4, len(PAIRS)))]
+SHOWN = range(min(4, len(PAIRS)))
 plots.image_grid([im for i in SHOWN for im in [runs.sources[i]] + [runs.images[name][i] for name in HEADLINE]],
                  [t for i in SHOWN for t in ["A"] + [f"{name}\nMSE {runs.scores[name][i].mse:.0f}" for name in HEADLINE]],
                  cols=5, size=1.35, title=f"Fig. 6 — four pairs under the paper's best settings ({MODEL})")

@@ -93,6 +93,8 @@ def test_summaries_and_paired_comparisons_rest_on_the_pairs_each_configuration_r
     assert took["test"] == "McNemar (exact)" and took["n"] == 3
     with pytest.raises(ValueError, match="at least two"):  # "first pair" ran on one pair only
         edits.compare(runs, "plain", "first pair", "pose_iou")
+    with pytest.raises(KeyError, match="no configuration 'nope'"):
+        edits.compare(runs, "plain", "nope", "mse")
 
 
 def test_bad_runs_are_refused_before_anything_is_drawn(pipes):

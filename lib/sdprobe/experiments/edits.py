@@ -15,7 +15,7 @@ batch, so memory stays that of one batch whatever the number of pairs.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -144,20 +144,23 @@ class EditRuns:
     images: dict[str, list[Image.Image | None]] = field(default_factory=dict)
     scores: dict[str, list[EditScore | None]] = field(default_factory=dict)
 
-    def scored(self, name: str) -> list[EditScore]:
-        """The scores of configuration ``name`` on the pairs it ran on, in pair order."""
+    def column(self, name: str) -> list[EditScore | None]:
+        """The scores of configuration ``name`` for every pair (``None`` where it did not run)."""
         if name not in self.scores:
             raise KeyError(f"no configuration {name!r}; these ran: {', '.join(self.scores)}")
-        return [s for s in self.scores[name] if s is not None]
+        return self.scores[name]
+
+    def scored(self, name: str) -> list[EditScore]:
+        """The scores of configuration ``name`` on the pairs it ran on, in pair order."""
+        return [s for s in self.column(name) if s is not None]
 
 
-def _chunks(n: int, setups: Sequence[Setup], batch: int) -> list[range]:
-    """Pair ranges of at most ``batch`` whose ends include every setup's pair count, so a
+def _chunks(n: int, counts: Iterable[int], batch: int) -> list[range]:
+    """Pair ranges of at most ``batch`` whose ends include every configuration's pair count, so a
     configuration covers each chunk whole or not at all."""
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
-    cuts = set(range(0, n, batch)) | {min(s.pairs, n) for s in setups if s.pairs} | {n}
-    cuts = sorted(cuts)
+    cuts = sorted(set(range(0, n, batch)) | set(counts) | {n})
     return [range(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
@@ -193,11 +196,12 @@ def run_edits(pipe: Any, pairs: Sequence[EditPair], setups: Mapping[str, Setup],
         raise ValueError(f"configurations {bad} run on fewer than one pair")
     if not 0.0 <= min_iou <= 1.0:
         raise ValueError(f"min_iou must be in [0, 1], got {min_iou}")
+    count = {name: min(s.pairs or len(pairs), len(pairs)) for name, s in setups.items()}  # pairs each runs on
     # configurations with the same swaps are drawn once, on the most pairs any of them asks for
     distinct: dict[tuple[Swap, ...], int] = {}
-    for s in setups.values():
-        distinct[s.swaps] = max(distinct.get(s.swaps, 0), min(s.pairs or len(pairs), len(pairs)))
-    chunks = _chunks(len(pairs), [Setup(k, v) for k, v in distinct.items()], batch)
+    for name, s in setups.items():
+        distinct[s.swaps] = max(distinct.get(s.swaps, 0), count[name])
+    chunks = _chunks(len(pairs), distinct.values(), batch)
     drawn: dict[tuple[Swap, ...], list[tuple[Image.Image, EditScore] | None]] = {k: [None] * len(pairs) for k in distinct}
     runs = EditRuns(list(pairs))
     jobs = sum(1 + sum(1 for v in distinct.values() if v > c.start) for c in chunks)
@@ -218,13 +222,14 @@ def run_edits(pipe: Any, pairs: Sequence[EditPair], setups: Mapping[str, Setup],
             readings = [read_image(im, foreground) for im in sources]
             grid = tuple(side * region_scale for side in store.lowest_resolution)
             regions = [keep_region(r.foreground, grid, max_share=region_max_foreground) for r in readings]
+            region_grids = torch.as_tensor(np.stack(regions))  # [N, gh, gw], one grid per image of the call
             runs.sources += sources
             runs.foregrounds += [r.foreground for r in readings]
             runs.regions += regions
             for swaps in active:
                 with contextlib.ExitStack() as stack:
                     for swap in swaps:
-                        extra = ({"region": torch.as_tensor(np.stack(regions))} if swap.mode == "region" else
+                        extra = ({"region": region_grids} if swap.mode == "region" else
                                  {"threshold": swap.threshold} if swap.mode == "threshold" else {})
                         stack.enter_context(swap_features(pipe, store, list(swap.layers), steps=list(swap.steps),
                                                           **extra))
@@ -234,9 +239,8 @@ def run_edits(pipe: Any, pairs: Sequence[EditPair], setups: Mapping[str, Setup],
                 bar.update()
             del store
     for name, s in setups.items():
-        count = min(s.pairs or len(pairs), len(pairs))
-        runs.images[name] = [d[0] if d and i < count else None for i, d in enumerate(drawn[s.swaps])]
-        runs.scores[name] = [d[1] if d and i < count else None for i, d in enumerate(drawn[s.swaps])]
+        runs.images[name] = [d[0] if d and i < count[name] else None for i, d in enumerate(drawn[s.swaps])]
+        runs.scores[name] = [d[1] if d and i < count[name] else None for i, d in enumerate(drawn[s.swaps])]
     return runs
 
 
@@ -267,9 +271,11 @@ def compare(runs: EditRuns, a: str, b: str, metric: str) -> dict[str, Any]:
         ``"gain"`` (mean of ``b − a`` over pairs, bootstrap interval), ``"p"`` and ``"test"``
         (exact McNemar for verdicts, exact sign test for numbers), ``"n"`` (pairs).
     """
-    both = [(x, y) for x, y in zip(runs.scores[a], runs.scores[b]) if x is not None and y is not None]
+    both = [(x, y) for x, y in zip(runs.column(a), runs.column(b)) if x is not None and y is not None]
     va = [getattr(x, metric) for x, _ in both]
     vb = [getattr(y, metric) for _, y in both]
+    if not both or None in va + vb:
+        raise ValueError(f"{a!r} and {b!r} share no pair with a {metric!r} (a verdict needs a toy-world colour)")
     if isinstance(va[0], (bool, np.bool_)):
         return {"gain": paired_difference(va, vb), "p": mcnemar(va, vb), "test": "McNemar (exact)", "n": len(both)}
     keep = [i for i, (x, y) in enumerate(zip(va, vb)) if np.isfinite(x) and np.isfinite(y)]
