@@ -498,9 +498,9 @@ plots.image_grid([im for i in SHOWN for im in [runs.sources[i]] + [runs.images[n
 
 # %% [markdown]
 # Over 64 pairs each of the paper's settings keeps the subject in place more often than no swap
-# (Fig. 5, right), and the whole swap and the threshold swap lower the background MSE. The region
-# swap does the opposite: its mean background MSE is the highest of the four. The pairs where it
-# fails worst show how.
+# (Fig. 5, right), and the whole swap and the threshold swap lower the mean background MSE
+# (their intervals still overlap that of no swap). The region swap does the opposite: its mean
+# background MSE is the highest of the four. The pairs where it fails worst show how.
 
 # %%
 gap = [(runs.scores["② region"][i].mse - runs.scores["① whole"][i].mse, i) for i in range(len(PAIRS))
