@@ -22,6 +22,12 @@ execute test: export SDPROBE_PROGRESS := 0
 # One torch thread wherever outputs are written or compared: float sums can round differently
 # with another thread count, and nbval compares printed numbers to their last digit.
 execute test: export OMP_NUM_THREADS := 1
+# Pinned arithmetic: the notebook runner (make execute, make rerun) and pytest (make test, nbval's
+# kernels) cap torch, oneDNN, MKL and NumPy at AVX2 (ATEN_CPU_CAPABILITY, DNNL_MAX_CPU_ISA,
+# MKL_CBWR, NPY_DISABLE_CPU_FEATURES), so the committed outputs' digits come out on any x86-64
+# processor; lib/sdprobe/arithmetic.py sets them and says why. ARITHMETIC=native lifts the pin.
+ARITHMETIC ?= avx2
+export SDPROBE_ARITHMETIC := $(ARITHMETIC)
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NOTEBOOKS ?= all
@@ -33,6 +39,7 @@ help:
 	@echo "make book   install, execute every notebook on the toy model, build the HTML book into $(BUILD)"
 	@echo "make test   install, build the book from committed outputs, run the library, notebook and page tests"
 	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper' [RAY=local|ADDRESS]  batch papermill reruns into runs/"
+	@echo "            (any target: ARITHMETIC=native lifts the pinned AVX2 arithmetic; faster, other last digits)"
 	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, several hours; resumable)"
 
 # torch first and pinned, so the resolver never reaches for a newer CUDA build. daam 0.2.0, the

@@ -1,19 +1,7 @@
-"""Shared fixtures. Tests run offline and quiet, whatever the caller's environment says."""
+"""Shared fixtures. The environment every test runs in (offline, quiet, pinned arithmetic) is set
+by the repository's root conftest.py, before anything imports torch."""
 
 from __future__ import annotations
-
-import os
-
-# Read at import time by huggingface_hub and tqdm: set before anything imports them.
-for _key, _value in {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "TQDM_DISABLE": "1",
-    "SDPROBE_PROGRESS": "0",
-    "PYTHONHASHSEED": "0",
-}.items():
-    os.environ.setdefault(_key, _value)
 
 import pytest
 import torch

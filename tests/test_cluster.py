@@ -73,7 +73,7 @@ def test_an_interrupted_batch_on_ray_resumes_without_redoing_finished_runs(clust
     done, lost = first.completed
     finished_at = done.output.stat().st_mtime_ns
     lost.output.unlink()  # as if the batch had been killed while this run was executing ...
-    (lost.output.parent / f".{lost.output.stem}.x1.partial.ipynb").write_text("{}")  # ... leaving its temp file
+    (lost.output.parent / f".{lost.output.stem}.x1yz_8ab.partial.ipynb").write_text("{}")  # ... leaving its temp file
     again = run_batch(["00"], ["small"], {"value": [1, 2], "fail": [False]}, cluster=cluster, **layout)
     assert [r.name for r in again.completed] == [lost.name] and [r.name for r in again.skipped] == [done.name]
     assert done.output.stat().st_mtime_ns == finished_at and lost.output.is_file()
@@ -98,3 +98,11 @@ def test_without_ray_installed_the_batch_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ClusterError, match=r'pip install -e "\.\[cluster\]"'):
         list(execute_on_ray([], ClusterOptions()))
+
+
+def test_a_real_ray_head_passes_the_handshake_check(cluster):
+    from sdprobe.book.cluster import check_ray_head
+
+    address = ray.get_runtime_context().gcs_address
+    check_ray_head(address)  # a gRPC server: answers the HTTP/2 preface with SETTINGS
+    assert ClusterOptions(address=address).address == address

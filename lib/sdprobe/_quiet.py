@@ -17,8 +17,8 @@ class _DropTorchvisionNotice(logging.Filter):
 
 
 def install() -> None:
-    from transformers.utils import logging as transformers_logging
-
-    logger = transformers_logging.get_logger("transformers.utils.import_utils")
+    # transformers logs through the standard logger of this name: filtering it here, before
+    # transformers loads, keeps `import sdprobe` free of transformers, NumPy and torch
+    logger = logging.getLogger("transformers.utils.import_utils")
     if not any(isinstance(f, _DropTorchvisionNotice) for f in logger.filters):
         logger.addFilter(_DropTorchvisionNotice())
