@@ -89,11 +89,14 @@ from sdprobe.book.scenes import demo_scene
 from sdprobe.probes.trajectory import record_trajectory, trajectory_gap
 from sdprobe.toy.evaluate import appearance, judge, open_prompts
 from sdprobe.book.tables import show_table
+from sdprobe.models.tokens import check_prompt_length
 
 pipe = sdprobe.load_pipeline(P.model, device=P.device, dtype=P.dtype, scheduler=P.scheduler)
 MODEL = sdprobe.model_label(pipe)
 TOY = P.model == "toy"
 REF = load_reference("00_how_stable_diffusion_works")
+for text in (P.prompt, P.other_prompt):  # an over-long prompt is refused, never cut
+    check_prompt_length(pipe, text)
 
 
 def generate(text: str):

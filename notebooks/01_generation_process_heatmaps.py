@@ -79,7 +79,7 @@ P = check_parameters(globals(), {
     "steps": Int(2, 1000), "guidance": Float(0.0, 50.0), "height": Size(), "width": Size(),
     "scheduler": Choice(("ddim", "pndm", "lms", "euler", "euler-a", "dpm", "ddpm")),
     "prompt": Str(), "subject": Str(), "variants": ListOf(Str(), min_len=0),
-    "show_steps": ListOf(Int(0, 999)), "diff_pair": ListOf(Int(0, 999), min_len=2), "diff_every": Int(1, 1000),
+    "show_steps": ListOf(Int(0, 999)), "diff_pair": ListOf(Int(0, 999), min_len=2, max_len=2, distinct=True), "diff_every": Int(1, 1000),
     "frames": Choice(("x0", "latent")), "threshold": Float(0.0, 0.99),
 })
 
@@ -218,7 +218,7 @@ plots.player([[base.frames[i].round().astype(np.uint8), heatmap_overlay(base.ima
 # late steps' small ones can be compared.
 
 # %%
-a, b = P.diff_pair[:2]
+a, b = P.diff_pair
 changes = change_maps(base.frames)
 mask = base.trace.word_mask(WORD, P.threshold).numpy()
 pair_change = np.abs(base.frames[b] - base.frames[a]).mean(axis=-1)

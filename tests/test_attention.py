@@ -390,3 +390,38 @@ def test_nested_traces_both_record_the_same_maps(pipes):
     assert torch.equal(outer.word_heatmap("fox", layers=["OUT4"]), inner.word_heatmap("fox", layers=["OUT4"]))
     assert outer.word_heatmap("fox").shape == (16, 16)
     assert all(processors(pipe)[n] is p for n, p in before.items())
+
+
+# ----------------------------------------------------------------------------- bad input, one line each
+
+
+def test_words_of_a_non_ascii_prompt_read_as_written(pipes):
+    pipe = pipes("random:sd1-tiny")
+    with trace_attention(pipe) as trace:
+        generate(pipe, "a 🐕 in 日本語 café", steps=1)
+    assert trace.words() == ["a", "🐕", "in", "日本語", "café"]
+    with pytest.raises(WordNotInPromptError, match="its words are: 'a', '🐕', 'in', '日本語', 'café'"):
+        trace.word_heatmap("cat")
+
+
+@pytest.mark.parametrize("step", [True, 1.5, "1", None])
+def test_a_step_that_is_not_a_whole_number_is_one_clear_error(pipes, step):
+    pipe = pipes("random:sd1-tiny")
+    with trace_attention(pipe) as trace:
+        generate(pipe, steps=2)
+    if step is None:
+        with pytest.raises(ValueError, match="an item of steps is a U-Net call index"):
+            trace.word_heatmap("dog", steps=[0, 1.0])
+        return
+    with pytest.raises(ValueError, match=f"step is a U-Net call index .*not {step!r}") as err:
+        trace.word_heatmap("dog", step=step)
+    assert "\n" not in str(err.value)
+
+
+def test_asking_a_trace_without_the_unconditional_half_for_it_names_the_option(pipes):
+    pipe = pipes("random:sd1-tiny")
+    with trace_attention(pipe) as trace:
+        generate(pipe, steps=1, negative_prompt="blurry")
+    for ask in (lambda: trace.words(uncond=True), lambda: trace.word_heatmap("blurry", uncond=True)):
+        with pytest.raises(RuntimeError, match=r"kept no unconditional half: trace with trace_attention\(pipe, uncond=True\)"):
+            ask()

@@ -11,9 +11,9 @@ from sdprobe.paths import DATA_DIR
 @pytest.mark.parametrize("ci, expected", [((0.1, 0.3), "holds"), ((-0.3, -0.1), "does not hold"),
                                           ((-0.1, 0.2), "inconclusive")])
 def test_an_interval_rule_reads_which_side_of_the_threshold_the_interval_lies(ci, expected):
-    assert verdict({"above": 0}, 0.1, ci) == expected
-    mirrored = {"holds": "holds", "does not hold": "does not hold", "inconclusive": "inconclusive"}[expected]
-    assert verdict({"below": 0}, -0.1, (-ci[1], -ci[0])) == mirrored
+    ours = (ci[0] + ci[1]) / 2
+    assert verdict({"above": 0}, ours, ci) == expected
+    assert verdict({"below": 0}, -ours, (-ci[1], -ci[0])) == expected
 
 
 def test_a_p_value_rule_needs_significance_and_the_claimed_direction():
@@ -99,3 +99,130 @@ def test_the_toy_cards_gates_become_report_rows_whose_verdicts_match_the_card():
     met = bars_met(evaluation)
     assert [r["verdict"] == "holds" for r in rows] == list(met.values())
     assert all(r["n"] >= 100 and r["ci"] is not None for r in rows)
+
+
+# ----------------------------------------------------------------------------- what the engine refuses
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("p", [NAN, -1.0, 1.5, float("inf")])
+def test_a_p_value_that_is_not_a_probability_is_refused_not_judged(p):
+    with pytest.raises(ValueError, match="a p-value lies in \\[0, 1\\]") as err:
+        verdict({"above": 0, "alpha": 0.05}, 0.1, p=p)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("ci, message", [
+    ((0.9, 0.1), "is inverted"), ((NAN, NAN), "two finite ends"), ((0.0, float("inf")), "two finite ends"),
+    ((0.2, 0.3), "does not contain its estimate 0.1"), ((0.1,), "a pair"), ("ab", "two finite ends"),
+])
+def test_an_interval_that_is_inverted_not_finite_or_beside_its_estimate_is_refused(ci, message):
+    with pytest.raises(ValueError, match=message):
+        verdict({"above": 0}, 0.1, ci)
+
+
+@pytest.mark.parametrize("rule, message", [
+    ({"above": NAN}, "threshold of above must be a finite number, not nan"),
+    ({"above": "abc"}, "not 'abc'"),
+    ({"at_most": True}, "not True"),
+    ({"above": 0, "alpha": NAN}, "alpha must be a number between 0 and 1, not nan"),
+    ({"above": 0, "alpha": 2}, "not 2"),
+    ({"above": 0, "alpha": 0}, "not 0"),
+    ({"above": 0, "mechanism": "yes"}, "mechanism is true or false"),
+])
+def test_a_rule_with_a_threshold_or_alpha_it_cannot_use_is_refused(rule, message):
+    with pytest.raises(ReferenceError, match=message):
+        verdict(rule, 0.1, (0.0, 0.2), p=0.01)
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.7, True, "64", NAN])
+def test_n_must_be_a_whole_number_of_at_least_one(tmp_path, n):
+    (tmp_path / "x.yaml").write_text("claims:\n  c: {what: w, paper: p, rule: {above: 0}}\n")
+    with pytest.raises(ValueError, match="a whole number of at least 1, not"):
+        claim_row(load_reference("x", tmp_path), "c", ours=0.5, ci=(0.4, 0.6), n=n, model="toy")
+
+
+def test_numpy_numbers_are_numbers():
+    import numpy as np
+
+    assert verdict({"above": np.float32(0)}, np.float64(0.5), (np.float32(0.25), 0.75)) == "holds"
+    assert claim_row({"claims": {"c": {"what": "w", "paper": "p", "rule": {"above": 0}}}}, "c", ours=0.5,
+                     ci=(0.4, 0.6), n=np.int64(64), model="toy")["n"] == 64
+
+
+@pytest.mark.parametrize("text, message", [
+    ("claims:\n  c: just words\n", "claim 'c' is a mapping of what, paper and rule"),
+    ("claims:\n  - c\n", "'claims' maps each claim's key"),
+    ("claims: {c: [1, 2\n", "not valid YAML"),
+    ("claims: !!python/object:os.system {}\n", "not valid YAML"),
+    ("- a list\n", "a reference file is a mapping"),
+    ("claims:\n  c: {what: w, paper: p, rule: {above: abc}}\n", "threshold of above must be a finite number, not 'abc'"),
+    ("claims:\n  c: {what: w, paper: p, rule: {above: 0, alpha: .nan}}\n", "alpha must be a number between 0 and 1"),
+])
+def test_a_malformed_reference_file_is_one_line_when_it_loads(tmp_path, text, message):
+    (tmp_path / "x.yaml").write_text(text)
+    with pytest.raises(ReferenceError, match=message) as err:
+        load_reference("x", tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_load_reference_rereads_an_edited_file_and_returns_a_fresh_copy(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("claims:\n  c: {what: first, paper: p, rule: {above: 0}}\n")
+    first = load_reference("x", tmp_path)
+    first["claims"]["c"]["rule"]["above"] = 99  # a caller's change stays the caller's
+    assert load_reference("x", tmp_path)["claims"]["c"]["rule"]["above"] == 0
+    path.write_text("claims:\n  c: {what: second, paper: p, rule: {above: 0}}\n")
+    assert load_reference("x", tmp_path)["claims"]["c"]["what"] == "second"
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+kinds = st.sampled_from(["above", "below"])
+
+
+@st.composite
+def estimates(draw):
+    lo, hi = sorted((draw(finite), draw(finite)))
+    return draw(st.floats(min_value=lo, max_value=hi)), (lo, hi)
+
+
+@given(kinds, finite, estimates())
+def test_property_an_interval_verdict_mirrors_under_negation(kind, x, estimate):
+    ours, (lo, hi) = estimate
+    other = "below" if kind == "above" else "above"
+    assert verdict({kind: x}, ours, (lo, hi)) == verdict({other: -x}, -ours, (-hi, -lo))
+
+
+@given(finite, estimates(), st.floats(min_value=0, max_value=1e6, allow_nan=False))
+def test_property_moving_the_interval_up_never_turns_an_above_claim_against_itself(x, estimate, shift):
+    order = {"does not hold": 0, "inconclusive": 1, "holds": 2}
+    ours, (lo, hi) = estimate
+    assert order[verdict({"above": x}, ours + shift, (lo + shift, hi + shift))] >= order[verdict({"above": x}, ours, (lo, hi))]
+
+
+@given(kinds, finite, estimates())
+def test_property_holds_exactly_when_the_whole_interval_is_on_the_claimed_side(kind, x, estimate):
+    ours, (lo, hi) = estimate
+    result = verdict({kind: x}, ours, (lo, hi))
+    inside = lo > x if kind == "above" else hi < x
+    against = hi < x if kind == "above" else lo > x
+    assert (result == "holds") == inside and (result == "does not hold") == against
+
+
+@given(kinds, finite, finite, st.floats(min_value=0, max_value=1), st.floats(min_value=1e-6, max_value=1 - 1e-6))
+def test_property_an_alpha_rule_holds_only_when_significant_and_on_the_claimed_side(kind, x, ours, p, alpha):
+    result = verdict({kind: x, "alpha": alpha}, ours, p=p)
+    side = ours > x if kind == "above" else ours < x
+    assert result in {"holds", "does not hold", "inconclusive"}
+    assert (result == "holds") == (p < alpha and side)
+    assert (result == "inconclusive") == (p >= alpha or ours == x)
+
+
+@given(st.one_of(st.just(NAN), st.just(float("inf")), st.floats(max_value=-1e-9), st.floats(min_value=1.000001)))
+def test_property_every_p_outside_the_unit_interval_is_refused(p):
+    with pytest.raises(ValueError):
+        verdict({"above": 0, "alpha": 0.05}, 0.1, p=p)

@@ -185,3 +185,14 @@ def test_an_empty_model_name_is_refused(model):
 def test_a_non_float_dtype_is_refused():
     with pytest.raises(ValueError, match="floating type"):
         resolve_dtype(torch.int8)
+
+
+@pytest.mark.parametrize("device, message", [
+    (3, "not 3"), ("gpu", "not 'gpu'"), (True, "not True"),
+    ("meta", "holds shapes without data"),
+    pytest.param("cuda", "no CUDA GPU", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")),
+])
+def test_a_device_this_machine_cannot_generate_on_is_one_clear_error(device, message):
+    with pytest.raises(ValueError, match=message) as err:
+        sdprobe.load_pipeline("random:sd1-tiny", device=device)
+    assert "\n" not in str(err.value)

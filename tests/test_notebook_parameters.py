@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from sdprobe.book.notebook import (
@@ -79,3 +81,24 @@ def test_report_rows_travel_in_the_output_metadata(monkeypatch):
     (table, rows), (box, none) = shown  # the table carries the rows; the "what we found" box follows
     assert rows == {REPORT_KEY: [{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]} and none is None
     assert "sdprobe-report" in table and "What we found" in box
+
+
+@pytest.mark.parametrize("value, message", [([2, 2], "expected different items, got [2, 2]"),
+                                            ([1, 2, 3], "expected exactly 2 item(s), got 3: [1, 2, 3]"),
+                                            ([1], "expected exactly 2 item(s), got 1")])
+def test_a_pair_is_exactly_two_different_items_never_cut_to_two(value, message):
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        ListOf(Int(0, 99), min_len=2, max_len=2, distinct=True)(value)
+    assert ListOf(Int(0, 99), min_len=1, max_len=3)([1, 2, 3]) == [1, 2, 3]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pair", [[2, 2], [10, 12, 14]])
+def test_chapter_01_refuses_a_diff_pair_that_is_not_two_steps_before_drawing(tmp_path, pair):
+    from sdprobe.book.execution import NotebookRunError, execute_notebook
+    from sdprobe.paths import NOTEBOOKS_DIR
+
+    with pytest.raises(NotebookRunError, match=r"In \[\d+\]: ParameterError: .*diff_pair: expected") as err:
+        execute_notebook(NOTEBOOKS_DIR / "01_generation_process_heatmaps.py", tmp_path / "01.ipynb",
+                         {"diff_pair": pair}, progress_bar=False)
+    assert "nan" not in err.value.summary

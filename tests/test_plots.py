@@ -58,3 +58,17 @@ def test_panels_to_compare_share_one_scale_and_wide_grids_fit_the_column():
     assert shared.axes[-1].get_ylabel() == "change"
     wide = plots.image_grid([np.zeros((8, 8, 3), np.uint8)] * 8, cols=8, size=2.0)
     assert wide.get_figwidth() <= plots.MAX_WIDTH + 1e-9
+
+
+def test_a_title_as_long_as_a_long_prompt_keeps_three_lines_and_never_reaches_the_figure_title():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    wrapped = plots.fit_title("a dog runs " * 200, 2.4)
+    assert wrapped.count("\n") == 2 and wrapped.endswith(" …")
+    fig = plots.image_grid([np.zeros((8, 8, 3), np.uint8)] * 2, ["a dog runs " * 200, "x"], size=2.4, title="Fig. 7")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    top = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert ax.title.get_window_extent(renderer).y1 <= top.y0 + 1, "a panel title runs into the figure title"

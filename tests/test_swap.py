@@ -404,7 +404,7 @@ def test_a_scheduler_replaced_inside_a_swap_block_is_refused(sd1):
         generate(sd1, PROMPT_A)
     original = sd1.scheduler
     try:
-        with pytest.raises(StoreMismatchError, match="step 0 of this run is at timestep"):
+        with pytest.raises(StoreMismatchError, match="this run samples with EulerDiscreteScheduler"):
             with swap_features(sd1, store):
                 sd1.scheduler = EulerDiscreteScheduler.from_config(original.config)
                 generate(sd1, PROMPT_B)
@@ -428,3 +428,47 @@ def test_a_swap_from_a_store_that_kept_nothing_is_refused(sd1):
     with pytest.raises(StoreMismatchError, match="holds no features"):
         with swap_features(sd1, store):
             pass
+
+
+@pytest.mark.parametrize("other", ["EulerDiscreteScheduler", "LMSDiscreteScheduler"])
+def test_a_store_recorded_under_ddim_is_refused_by_a_run_on_another_scheduler_with_the_same_timesteps(sd1, other):
+    import diffusers
+
+    original = sd1.scheduler
+    trailing = {"timestep_spacing": "trailing"}  # the spacing under which they agree
+    try:
+        sd1.scheduler = diffusers.DDIMScheduler.from_config(original.config, **trailing)
+        with record_features(sd1, ["OUT3"]) as store:
+            generate(sd1, PROMPT_A)
+        sd1.scheduler = getattr(diffusers, other).from_config(original.config, **trailing)
+        sd1.scheduler.set_timesteps(STEPS)
+        assert torch.equal(sd1.scheduler.timesteps.float(), store.timesteps)  # the old check could not see it
+        with pytest.raises(StoreMismatchError, match=f"recorded with DDIMScheduler, this run samples with {other}"):
+            with swap_features(sd1, store):
+                generate(sd1, PROMPT_B)
+    finally:
+        sd1.scheduler = original
+    assert hook_count(sd1) == 0
+
+
+def test_numpy_and_torch_scalars_are_thresholds_and_text_is_not_a_region(sd1):
+    import numpy as np
+
+    with record_features(sd1, ["OUT3"]) as store:
+        generate(sd1, PROMPT_A)
+    with swap_features(sd1, store, threshold=0.5):
+        expected = generate(sd1, PROMPT_B)
+    for threshold in (np.float32(0.5), torch.tensor(0.5), np.array(0.5)):
+        with swap_features(sd1, store, threshold=threshold):
+            assert torch.equal(generate(sd1, PROMPT_B), expected), type(threshold)
+    with pytest.raises(ValueError, match="positive finite number"):
+        with swap_features(sd1, store, threshold=torch.tensor([0.5, 0.5])):
+            pass
+    with pytest.raises(ValueError, match="region must be a boolean \\[H, W\\] grid, not the text 'all'") as err:
+        with swap_features(sd1, store, region="all"):
+            pass
+    assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="not a dict"):
+        with swap_features(sd1, store, region={"h": 1}):
+            pass
+    assert hook_count(sd1) == 0

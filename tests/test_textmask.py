@@ -356,3 +356,10 @@ def test_attention_that_ignores_custom_masks_is_refused():
 def test_prompts_that_are_not_a_list_of_strings_are_one_line_errors(tiny_pipes, prompts):
     with pytest.raises(TypeError, match="prompts must be a list of strings"):
         encode_prompts(tiny_pipes("sd1-tiny"), prompts)
+
+
+def test_a_negative_prompt_longer_than_the_context_is_refused_not_cut(tiny_pipes):
+    pipe = tiny_pipes("sd1-tiny")
+    with pytest.raises(PromptTooLongError, match=r"the negative prompt has \d+ tokens but the text encoder's context holds 75") as err:
+        encode_prompts(pipe, ["a dog", "a cat"], negative_prompt=" ".join(["blurry"] * 200))
+    assert "\n" not in str(err.value)

@@ -135,7 +135,7 @@ def test_transplant_rejects_t_transplant_outside_the_schedule_and_missing_words(
         tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=length)
     with pytest.raises(ValueError, match="t_transplant=-1 is outside"):
         tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=-1)
-    with pytest.raises(ValueError, match="'sheep' is not in the full prompt"):
+    with pytest.raises(ValueError, match="'sheep' is not a word of the full prompt"):
         tp.transplant_seedlings(pipe, seedlings, prompt="a red car and a dog", background_prompt="a field", t_transplant=2)
 
 
@@ -397,3 +397,50 @@ def test_the_interrupt_flag_stops_a_run_and_is_cleared_afterwards():
              callback_on_step_end=lambda p, i, t, kw: (seen.append(i), stop(p, i, t, kw))[1])
     assert seen == [0, 1] and pipe.interrupt is False
     assert execution_device(pipe) == pipe.device
+
+
+# ----------------------------------------------------------------------------- bad input, one line each
+
+
+@pytest.mark.parametrize("prompt, message", [("!!!", "has no word to name the object by"), ("   ", "at least one word"),
+                                             (3, "at least one word")])
+def test_an_object_prompt_without_words_is_one_clear_error(prompt, message):
+    with pytest.raises(ValueError, match=message):
+        PlacedObject(prompt, (0, 0, 0.5, 0.5))
+
+
+@pytest.mark.parametrize("box", ["left", {"x0": 0}, (0, 0, "a", 1), 0.5, (0, 0, True, 1)])
+def test_a_box_that_is_not_four_numbers_is_one_clear_error(box):
+    with pytest.raises(ValueError, match="a box is \\(x0, y0, x1, y1\\)") as err:
+        PlacedObject("a red car", box)
+    assert "\n" not in str(err.value)
+
+
+def test_a_bool_or_fractional_step_or_count_is_refused_not_read_as_a_number(pipe, seedlings):
+    with pytest.raises(ValueError, match="t_crop=True is outside the schedule"):
+        tp.make_seedlings(pipe, OBJECTS, t_crop=True, num_inference_steps=STEPS)
+    with pytest.raises(ValueError, match="t_transplant=True is outside the schedule"):
+        tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=True)
+    with pytest.raises(ValueError, match="num_images must be a whole number of at least 1, not 1.5"):
+        tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt="a field", t_transplant=0,
+                                num_images=1.5)
+
+
+def test_a_prompt_longer_than_the_context_is_refused_never_cut(pipe, seedlings):
+    long = PROMPT + " " + "and a very tall tree" * 20
+    with pytest.raises(sdprobe.PromptTooLongError, match="the full prompt has .* tokens"):
+        tp.transplant_seedlings(pipe, seedlings, prompt=long, background_prompt="a field", t_transplant=0)
+    with pytest.raises(sdprobe.PromptTooLongError, match="the background prompt has"):
+        tp.transplant_seedlings(pipe, seedlings, prompt=PROMPT, background_prompt=long, t_transplant=1)
+    with pytest.raises(sdprobe.PromptTooLongError, match="the negative prompt has"):
+        tp.make_seedlings(pipe, OBJECTS, t_crop=2, num_inference_steps=STEPS, negative_prompt=long)
+
+
+def test_the_word_check_reads_what_the_text_encoder_sees(pipe, seedlings):
+    # every word fits the text, but past the 75th token the encoder would not see "sheep"
+    crowded = "a red car " + "on a road " * 25 + "and a white sheep"
+    with pytest.raises(sdprobe.PromptTooLongError):
+        tp.transplant_seedlings(pipe, seedlings, prompt=crowded, background_prompt="a field", t_transplant=0)
+    with pytest.raises(sdprobe.WordNotInPromptError, match="'sheep' is not a word of the full prompt"):
+        tp.transplant_seedlings(pipe, seedlings, prompt="a red car and a white sheeps", background_prompt="a field",
+                                t_transplant=0)

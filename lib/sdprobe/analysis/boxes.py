@@ -9,7 +9,8 @@ tuples: see :func:`sdprobe.analysis.metrics.box_iou`.)
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Box"]
@@ -36,12 +37,22 @@ class Box:
 
     @classmethod
     def of(cls, box: Box | Sequence[float]) -> Box:
-        """Accept a :class:`Box` or any ``(x0, y0, x1, y1)`` sequence."""
+        """Accept a :class:`Box` or any ``(x0, y0, x1, y1)`` sequence of numbers.
+
+        Raises:
+            ValueError: anything else (text, a mapping, four things that are not numbers).
+        """
         if isinstance(box, Box):
             return box
+        form = "a box is (x0, y0, x1, y1) in fractions of the image, or a Box"
+        if isinstance(box, (str, bytes, Mapping)) or not hasattr(box, "__len__") or not hasattr(box, "__iter__"):
+            raise ValueError(f"{form}, not {box!r}")
         if len(box) != 4:
-            raise ValueError(f"a box is (x0, y0, x1, y1); got {len(box)} numbers: {tuple(box)}")
-        return cls(*(float(v) for v in box))
+            raise ValueError(f"{form}; got {len(box)} numbers: {tuple(box)}")
+        values = list(box)
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{form}; {tuple(values)} holds something that is not a number")
+        return cls(*(float(v) for v in values))
 
     @property
     def width(self) -> float:

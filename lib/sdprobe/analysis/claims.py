@@ -15,13 +15,20 @@ interval, or on the p-value when the rule names ``alpha``), or ``at_most``/``at_
 measurement without sampling noise. ``mechanism: true`` marks a row that checks how the model
 works rather than what it draws; met, its verdict reads ``mechanism``. :func:`verdict` is the
 only place where a verdict is decided; notebooks never write one.
+
+The engine refuses, in one line naming the value, what it cannot judge: a threshold or α that is
+not a finite number (α in (0, 1)), an estimate that is not finite, an interval that is inverted,
+not finite or does not contain its estimate, a p-value outside [0, 1], and an ``n`` that is not a
+whole number of at least 1. Reference files are validated when loaded, and every load reads the
+file afresh into a new dict.
 """
 
 from __future__ import annotations
 
+import copy
 import math
+import numbers
 from collections.abc import Mapping, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +44,10 @@ class ReferenceError(ValueError):
     """A chapter's reference file is missing, or a claim or rule in it is malformed."""
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_rule(rule: Mapping[str, Any], where: str) -> None:
     if not isinstance(rule, Mapping):
         raise ReferenceError(f"{where}: a rule is a mapping such as {{above: 0}}, got {rule!r}")
@@ -45,8 +56,47 @@ def _check_rule(rule: Mapping[str, Any], where: str) -> None:
     if unknown or len(comparisons) != 1:
         raise ReferenceError(f"{where}: a rule names exactly one of {', '.join(_COMPARISONS)} "
                              f"(plus optional alpha, mechanism); got {dict(rule)}")
-    if "alpha" in rule and comparisons[0] not in ("above", "below"):
-        raise ReferenceError(f"{where}: alpha goes with above/below, not {comparisons[0]}")
+    kind = comparisons[0]
+    if not _is_number(rule[kind]):
+        raise ReferenceError(f"{where}: the threshold of {kind} must be a finite number, not {rule[kind]!r}")
+    if "alpha" in rule:
+        if kind not in ("above", "below"):
+            raise ReferenceError(f"{where}: alpha goes with above/below, not {kind}")
+        if not _is_number(rule["alpha"]) or not 0 < rule["alpha"] < 1:
+            raise ReferenceError(f"{where}: alpha must be a number between 0 and 1, not {rule['alpha']!r}")
+    if "mechanism" in rule and not isinstance(rule["mechanism"], bool):
+        raise ReferenceError(f"{where}: mechanism is true or false, not {rule['mechanism']!r}")
+
+
+def _check_measurement(ours: Any, ci: Sequence[float] | None, p: float | None) -> tuple[float, tuple | None]:
+    """``ours`` as a float and ``ci`` as a pair of floats, or a one-line ValueError naming the value."""
+    if not _is_number(ours):
+        raise ValueError(f"a verdict needs a finite estimate, got {ours!r}")
+    if p is not None and not (_is_number(p) and 0 <= p <= 1):
+        raise ValueError(f"a p-value lies in [0, 1], got {p!r}")
+    if ci is None:
+        return float(ours), None
+    try:
+        lo, hi = ci
+    except (TypeError, ValueError):
+        raise ValueError(f"an interval is a pair (low, high), got {ci!r}") from None
+    if not (_is_number(lo) and _is_number(hi)):
+        raise ValueError(f"an interval needs two finite ends, got ({lo!r}, {hi!r})")
+    lo, hi, x = float(lo), float(hi), float(ours)
+    if lo > hi:
+        raise ValueError(f"the interval ({lo:g}, {hi:g}) is inverted: its low end is above its high end")
+    slack = 1e-9 * max(1.0, abs(lo), abs(hi), abs(x))  # the rounding of a computed interval
+    if not lo - slack <= x <= hi + slack:
+        raise ValueError(f"the interval ({lo:g}, {hi:g}) does not contain its estimate {x:g}")
+    return x, (lo, hi)
+
+
+def _check_n(n: Any) -> int:
+    whole = isinstance(n, numbers.Integral) or isinstance(n, float) and n.is_integer()
+    if isinstance(n, bool) or not whole or n < 1:
+        raise ValueError(f"n counts the images, pairs or stories an estimate rests on: a whole number of at "
+                         f"least 1, not {n!r}")
+    return int(n)
 
 
 def describe_rule(rule: Mapping[str, Any]) -> str:
@@ -72,11 +122,11 @@ def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = N
 
     Raises:
         ReferenceError: the rule is malformed, or needs an interval or p-value that is missing.
-        ValueError: ``ours`` is not a finite number.
+        ValueError: ``ours`` is not finite, ``ci`` is not a finite, ordered pair containing
+            ``ours``, or ``p`` lies outside [0, 1].
     """
     _check_rule(rule, "rule")
-    if ours is None or not math.isfinite(ours):
-        raise ValueError(f"a verdict needs a finite estimate, got {ours!r}")
+    ours, ci = _check_measurement(ours, ci, p)
     kind = next(k for k in _COMPARISONS if k in rule)
     x = float(rule[kind])
     good = "mechanism" if rule.get("mechanism") else "holds"
@@ -93,7 +143,7 @@ def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = N
         return good if sign * (ours - x) > 0 else "does not hold"
     if ci is None:
         raise ReferenceError(f"the rule {dict(rule)} needs a 95 % interval")
-    lo, hi = float(ci[0]), float(ci[1])
+    lo, hi = ci
     if sign * (lo - x) > 0 and sign * (hi - x) > 0:
         return good
     if sign * (lo - x) < 0 and sign * (hi - x) < 0:
@@ -101,31 +151,54 @@ def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = N
     return "inconclusive"
 
 
-@cache
 def _read(path: Path) -> dict:
     import yaml
 
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ReferenceError(f"{path.name}: not UTF-8 text") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(getattr(err, "problem", None) or err).split())
+        raise ReferenceError(f"{path.name}: not valid YAML ({problem}{where})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ReferenceError(f"{path.name}: a reference file is a mapping with a 'claims' mapping, "
+                             f"not a {type(data).__name__}")
+    return data
 
 
 def load_reference(chapter: str, folder: Path | str | None = None) -> dict:
     """A chapter's reference file (``data/reference/<chapter>.yaml``), its claims checked.
 
+    Every call reads the file afresh and returns a new dict: an edited file is seen at once, and
+    changing what one call returned changes nothing for the next.
+
     Raises:
-        ReferenceError: no such file, or a claim without ``what``, ``paper`` or a valid ``rule``.
+        ReferenceError: no such file, not valid YAML, ``claims`` not a mapping of claims, or a
+            claim without ``what``, ``paper`` or a valid ``rule``.
     """
     from sdprobe.paths import DATA_DIR
 
     path = Path(folder or DATA_DIR / "reference") / f"{chapter}.yaml"
     if not path.is_file():
         raise ReferenceError(f"no reference file for chapter {chapter!r}: {path} is missing")
-    data = _read(path.resolve())
-    for key, claim in (data.get("claims") or {}).items():
+    data = _read(path)
+    claims = data.get("claims")
+    if claims is not None and not isinstance(claims, dict):
+        raise ReferenceError(f"{path.name}: 'claims' maps each claim's key to its what, paper and rule, "
+                             f"not a {type(claims).__name__}")
+    for key, claim in (claims or {}).items():
+        if not isinstance(claim, dict):
+            raise ReferenceError(f"{path.name}: claim {key!r} is a mapping of what, paper and rule, not {claim!r}")
         missing = [f for f in ("what", "paper", "rule") if f not in claim]
         if missing:
             raise ReferenceError(f"{path.name}: claim {key!r} lacks {', '.join(missing)}")
         _check_rule(claim["rule"], f"{path.name}: claim {key!r}")
-    return data
+    return copy.deepcopy(data)
 
 
 def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, model: str,
@@ -149,17 +222,21 @@ def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, mo
 
     Raises:
         ReferenceError: ``key`` is not a claim of the chapter.
+        ValueError: a measurement the verdict engine cannot judge (:func:`verdict`), or ``n``
+            not a whole number of at least 1.
     """
     claims = reference.get("claims") or {}
     if key not in claims:
         known = ", ".join(claims) or "none"
         raise ReferenceError(f"{key!r} is not a claim of this chapter (claims: {known})")
     claim = claims[key]
+    n = _check_n(n)
+    decided = verdict(claim["rule"], ours, ci, p)
     return {
         "what": claim["what"], "paper": claim["paper"] if paper is None else paper,
-        "ours": float(ours), "unit": claim.get("unit", "") if unit is None else unit, "n": int(n),
+        "ours": float(ours), "unit": claim.get("unit", "") if unit is None else unit, "n": n,
         "ci": [float(ci[0]), float(ci[1])] if ci is not None else None,
         "test": test or "", "p": None if p is None else float(p),
-        "rule": describe_rule(claim["rule"]), "verdict": verdict(claim["rule"], float(ours), ci, p),
+        "rule": describe_rule(claim["rule"]), "verdict": decided,
         "model": model,
     }

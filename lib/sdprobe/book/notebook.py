@@ -129,22 +129,31 @@ class Size:
 
 @dataclass(frozen=True)
 class ListOf:
-    """A list (or tuple) whose items all pass ``item``, with at least ``min_len`` of them."""
+    """A list (or tuple) whose items all pass ``item``, with at least ``min_len`` of them, at most
+    ``max_len`` (None: no limit), and no repeats when ``distinct``."""
 
     item: Callable[[Any], Any]
     min_len: int = 1
+    max_len: int | None = None
+    distinct: bool = False
 
     def __call__(self, value: Any) -> list[Any]:
         if not isinstance(value, (list, tuple)):
             raise ParameterError(f"expected a list, got {value!r}")
+        if self.max_len == self.min_len and len(value) != self.min_len:
+            raise ParameterError(f"expected exactly {self.min_len} item(s), got {len(value)}: {list(value)!r}")
         if len(value) < self.min_len:
             raise ParameterError(f"expected at least {self.min_len} item(s), got {len(value)}")
+        if self.max_len is not None and len(value) > self.max_len:
+            raise ParameterError(f"expected at most {self.max_len} item(s), got {len(value)}: {list(value)!r}")
         out = []
         for i, v in enumerate(value):
             try:
                 out.append(self.item(v))
             except ParameterError as err:
                 raise ParameterError(f"item {i}: {err}") from None
+        if self.distinct and len(set(map(repr, out))) < len(out):
+            raise ParameterError(f"expected different items, got {list(value)!r}")
         return out
 
 

@@ -209,10 +209,16 @@ def _limits(maps: Sequence[np.ndarray], symmetric: bool) -> tuple[float, float]:
     return lo, hi
 
 
-def fit_title(text: str, inches: float, *, chars_per_inch: float = 14) -> str:
-    """Wrap each line of ``text`` to the width of ``inches`` so that neighbouring titles never overlap."""
+def fit_title(text: str, inches: float, *, chars_per_inch: float = 14, max_lines: int = 3) -> str:
+    """Wrap each line of ``text`` to the width of ``inches`` so that neighbouring titles never
+    overlap, and keep at most ``max_lines`` lines (the last ends in "…"), so that a long prompt
+    never runs into the figure's title."""
     width = max(8, int(inches * chars_per_inch))
-    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+    lines = [wrapped for line in str(text).split("\n") for wrapped in (textwrap.wrap(line, width) or [""])]
+    if len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][: width - 2].rstrip() + " …"
+    return "\n".join(lines)
 
 
 def image_rows(

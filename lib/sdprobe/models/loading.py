@@ -100,14 +100,44 @@ class ModelNotAvailableError(RuntimeError):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; any other device must be one this
+    machine has.
+
+    Raises:
+        ValueError: not a device name (``3``, ``"gpu"``), ``"meta"`` (no data to generate with),
+            or a CUDA or MPS device this machine does not have, in one line.
+    """
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device is 'auto', 'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device, not {device!r}")
     if str(device) != "auto":
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device is 'auto', 'cpu', 'cuda', 'cuda:1', 'mps' or a torch.device, "
+                             f"not {device!r}") from None
+        _check_available(chosen)
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _check_available(device: torch.device) -> None:
+    if device.type == "meta":
+        raise ValueError("device 'meta' holds shapes without data; a pipeline there cannot generate (use 'cpu')")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r}: this machine has no CUDA GPU that torch can use "
+                             f"(torch {torch.__version__}); use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) is not None
+                                     and torch.backends.mps.is_available()):
+        raise ValueError(f"device {str(device)!r}: Apple's MPS is not available here; use 'cpu' or 'auto'")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(device)!r}: the library runs on 'cpu', 'cuda' or 'mps'")
 
 
 def resolve_dtype(dtype: str | torch.dtype = "auto", device: torch.device | str = "cpu") -> torch.dtype:

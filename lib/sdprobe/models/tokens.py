@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
-    "PromptTooLongError", "WordNotInPromptError", "byte_table", "check_prompt_length", "prompt_end",
-    "token_indices", "words",
+    "PromptTooLongError", "WordNotInPromptError", "byte_table", "check_prompt_length", "decode_bytes", "prompt_end",
+    "prompt_tokens", "token_indices", "words",
 ]
 
 
@@ -49,11 +49,30 @@ def _word_spans(tokens: Sequence[str], eos: str) -> list[tuple[str, list[int]]]:
         pieces.append(tokens[i].removesuffix("</w>"))
         where.append(i)
         if tokens[i].endswith("</w>"):
-            spans.append(("".join(pieces), where))
+            spans.append((decode_bytes("".join(pieces)), where))
             pieces, where = [], []
     if pieces:
-        spans.append(("".join(pieces), where))
+        spans.append((decode_bytes("".join(pieces)), where))
     return spans
+
+
+def decode_bytes(text: str) -> str:
+    """A word as written (``"日本語"``, ``"🐕"``) from byte-level BPE characters (``"æĹ¥æľ¬èªŀ"``).
+    Text that is not made of byte characters comes back unchanged."""
+    inverse = _inverse_byte_table()
+    if not text or any(c not in inverse for c in text):
+        return text
+    return bytes(inverse[c] for c in text).decode("utf-8", errors="replace")
+
+
+def _inverse_byte_table() -> dict[str, int]:
+    global _INVERSE
+    if _INVERSE is None:
+        _INVERSE = {c: b for b, c in byte_table().items()}
+    return _INVERSE
+
+
+_INVERSE: dict[str, int] | None = None
 
 
 def words(tokens: Sequence[str], eos: str) -> list[str]:
@@ -86,7 +105,11 @@ def token_indices(tokens: Sequence[str], word: str, tokenizer: Any, *, what: str
     return hits
 
 
-def check_prompt_length(pipe: Any, prompt: str) -> int:
+def _tokenizer(pipe: Any) -> Any:
+    return pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
+
+
+def check_prompt_length(pipe: Any, prompt: str, *, what: str = "prompt") -> int:
     """The number of tokens of ``prompt`` (without start and end); raise if the pipeline would cut it.
 
     Raises:
@@ -94,13 +117,25 @@ def check_prompt_length(pipe: Any, prompt: str) -> int:
         TypeError: ``prompt`` is not a string.
     """
     if not isinstance(prompt, str):
-        raise TypeError(f"a prompt is a string, not {type(prompt).__name__}")
-    tokenizer = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
-    count = len(tokenizer(prompt, truncation=False).input_ids) - 2
+        raise TypeError(f"a {what} is a string, not {type(prompt).__name__}")
+    tokenizer = _tokenizer(pipe)
+    count = len(tokenizer(prompt, truncation=False, verbose=False).input_ids) - 2
     limit = tokenizer.model_max_length - 2
     if count > limit:
         raise PromptTooLongError(
-            f"the prompt has {count} tokens but the text encoder's context holds {limit} (plus start and end); "
-            f"the pipeline would silently keep only the first {limit}. Shorten the prompt."
+            f"the {what} has {count} tokens but the text encoder's context holds {limit} (plus start and end); "
+            f"the pipeline would silently keep only the first {limit}. Shorten the {what}."
         )
     return count
+
+
+def prompt_tokens(pipe: Any, prompt: str, *, what: str = "prompt") -> list[str]:
+    """The tokens the text encoder sees for ``prompt``: its whole context, start token first.
+
+    Raises:
+        PromptTooLongError: the prompt would be cut (:func:`check_prompt_length`).
+    """
+    check_prompt_length(pipe, prompt, what=what)
+    tokenizer = _tokenizer(pipe)
+    ids = tokenizer(prompt, padding="max_length", max_length=tokenizer.model_max_length, truncation=True).input_ids
+    return tokenizer.convert_ids_to_tokens(ids)

@@ -55,6 +55,7 @@ raises :class:`PromptTooLongError` before generating.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -395,6 +396,8 @@ class AttentionTrace:
     def _ids(self, image: int, uncond: bool) -> torch.Tensor:
         self._latent_size()
         self._check_image(image)
+        if uncond:
+            self._check_uncond()
         ids = self._token_ids["uncond" if uncond else "cond"]
         if ids is None:
             which = "negative prompt" if uncond else "prompt"
@@ -407,12 +410,18 @@ class AttentionTrace:
     def _source(self, half: str, step: int | None, steps: Iterable[int] | None) -> dict[str, torch.Tensor]:
         """Per site, the maps to aggregate: ``[n, heads, L, T]``, or ``[n, L, T]`` (head mean)."""
         self._latent_size()
-        if half == "uncond" and not (self.uncond and self._cfg):
-            raise RuntimeError("no unconditional maps: trace with trace_attention(pipe, uncond=True) and guidance_scale > 1")
+        if half == "uncond":
+            self._check_uncond()
         if step is None and steps is None:
             return self._sums[half]
         if step is not None and steps is not None:
             raise ValueError("give either step= or steps=, not both")
+        if step is not None:
+            _check_step_index(step, "step")
+        elif isinstance(steps, (str, bytes)) or not isinstance(steps, Iterable):
+            raise ValueError(f"steps must be several U-Net call indices (range(20, 30), [3, 4]), not {steps!r}")
+        else:
+            steps = [_check_step_index(s, "an item of steps") for s in steps]
         if not self.keep_steps:
             raise RuntimeError("per-step maps were not kept: trace with trace_attention(pipe, keep_steps=True)")
         chosen = [step] if step is not None else list(steps)
@@ -424,6 +433,13 @@ class AttentionTrace:
                 raise IndexError(f"step {s} is out of range: the traced call had {count} U-Net calls (steps 0..{count - 1})")
         picked = [self._steps[half][s] for s in chosen]
         return {path: sum(p[path].float() for p in picked) for path in picked[0]}
+
+    def _check_uncond(self) -> None:
+        if not self.uncond:
+            raise RuntimeError("this trace kept no unconditional half: trace with trace_attention(pipe, uncond=True) "
+                               "to read the negative prompt's maps")
+        if not self._cfg:
+            raise RuntimeError("the traced call made no unconditional half (guidance_scale ≤ 1 turns guidance off)")
 
     def _select(self, layers: str | Iterable[str] | None, scales: Iterable[int] | None,
                 source: dict[str, torch.Tensor]) -> list[CrossAttentionSite]:
@@ -457,6 +473,13 @@ class AttentionTrace:
         if isinstance(size, tuple | list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
             return int(size[0]), int(size[1])
         raise ValueError(f"size must be None, 'latent', 'image' or a pair of positive ints (h, w), not {size!r}")
+
+
+def _check_step_index(step: Any, what: str) -> int:
+    """A U-Net call index: an integer, not a bool, a float or a string."""
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise ValueError(f"{what} is a U-Net call index (a whole number, negative from the end), not {step!r}")
+    return int(step)
 
 
 # ----------------------------------------------------------------------------- entry points

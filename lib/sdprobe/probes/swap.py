@@ -87,6 +87,7 @@ class FeatureStore:
         device: where the tensors are kept (``None``: where the U-Net computed them).
         dtype: their dtype (``None``: the U-Net's).
         timesteps: ``[n_steps]`` the timestep of every step of the recorded run (CPU).
+        scheduler: the class of the scheduler that ran it (DDIM, Euler and LMS share timesteps).
         sample_shape: the U-Net input shape ``(B, C, h, w)``; ``B`` is doubled under guidance.
         features: ``(layer, step) -> [B, C_l, h_l, w_l]`` tensors.
     """
@@ -99,6 +100,7 @@ class FeatureStore:
     device: torch.device | None = None
     dtype: torch.dtype | None = None
     timesteps: torch.Tensor | None = None
+    scheduler: str | None = None
     sample_shape: tuple[int, ...] | None = None
     levels: int = 1
     features: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict, repr=False)
@@ -270,6 +272,7 @@ def record_features(
             _check_in_schedule(store.steps, len(timesteps), "this run")
             sample = args[0] if args else kwargs["sample"]
             store.timesteps, store.sample_shape = timesteps.clone(), tuple(sample.shape)
+            store.scheduler = type(hooks.clock.scheduler).__name__
 
     def make_hook(name: str) -> Callable:
         def hook(module: torch.nn.Module, args: tuple, output: Any) -> None:
@@ -340,16 +343,15 @@ def swap_features(
     if unrecorded:
         raise StoreMismatchError(f"steps {_ranges(unrecorded)} were not recorded; this store holds {store.describe()}")
     grid = _check_region(region, store.lowest_resolution) if region is not None else None
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                  or not 0 < threshold < math.inf):
-        raise ValueError(f"threshold must be a positive finite number, not {threshold!r}")
+    threshold = _check_threshold(threshold) if threshold is not None else None
     if not store.features and chosen:
         raise StoreMismatchError(f"this store holds no features ({store.describe()}): nothing could be swapped")
     active = set(wanted)
 
     def at_step(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs["sample"]
-        _check_store_step(store, hooks.clock.step, timestep_of(args, kwargs), tuple(sample.shape))
+        _check_store_step(store, hooks.clock.step, timestep_of(args, kwargs), tuple(sample.shape),
+                          type(hooks.clock.scheduler).__name__)
 
     def make_hook(name: str) -> Callable:
         masks: dict[tuple[int, int], torch.Tensor] = {}  # the region resized, per layer size
@@ -420,8 +422,27 @@ def region_at(region: Any, size: tuple[int, int]) -> torch.Tensor:
     return cells[:, 0] if grid.dim() == 3 else cells[0, 0]
 
 
+def _check_threshold(threshold: Any) -> float:
+    """A positive finite number; numpy and one-element torch scalars are numbers too."""
+    value = threshold
+    if torch.is_tensor(value) and value.numel() == 1:
+        value = value.item()
+    elif hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ValueError(f"threshold must be a positive finite number, not {threshold!r}")
+    return float(value)
+
+
 def _check_region(region: Any, shape: tuple[int, int]) -> torch.Tensor:
-    grid = torch.as_tensor(region).detach().cpu()
+    if isinstance(region, (str, bytes)):
+        raise ValueError(f"region must be a boolean [H, W] grid, not the text {region!r} "
+                         "(leave region=None to swap the whole feature map)")
+    try:
+        grid = torch.as_tensor(region).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"region must be a boolean [H, W] grid (a tensor, array or nested lists), "
+                         f"not a {type(region).__name__}") from None
     if grid.dtype != torch.bool:
         if grid.is_floating_point() or grid.is_complex() or not bool(((grid == 0) | (grid == 1)).all()):
             raise ValueError(f"region must be a boolean grid (or 0/1 integers), got dtype {grid.dtype}")
@@ -446,8 +467,15 @@ def _check_store_model(pipe: Any, store: FeatureStore) -> None:
         )
 
 
-def _check_store_step(store: FeatureStore, step: int, t: float, sample_shape: tuple[int, ...]) -> None:
-    """This run's step ``step`` must match the recorded one: same U-Net input shape and timestep."""
+def _check_store_step(store: FeatureStore, step: int, t: float, sample_shape: tuple[int, ...],
+                      scheduler: str | None = None) -> None:
+    """This run's step ``step`` must match the recorded one: same scheduler, U-Net input shape and
+    timestep."""
+    if scheduler is not None and store.scheduler is not None and scheduler != store.scheduler:
+        raise StoreMismatchError(
+            f"the store was recorded with {store.scheduler}, this run samples with {scheduler}: the same "
+            "timesteps take other paths under another scheduler; record and swap with one scheduler"
+        )
     if sample_shape != store.sample_shape:
         raise StoreMismatchError(
             f"the store was recorded with U-Net input {list(store.sample_shape)} (batch, channels, latent h, w), "

@@ -62,7 +62,7 @@ import torch
 from PIL import Image
 
 from sdprobe.models import family_of
-from sdprobe.models.tokens import PromptTooLongError
+from sdprobe.models.tokens import PromptTooLongError, check_prompt_length
 
 __all__ = [
     "MASK_KINDS",
@@ -448,6 +448,8 @@ def encode_prompts(
     """
     check_mask_kind(mask)
     prompts = _check_prompts(prompts)
+    if negative_prompt is not None:
+        check_prompt_length(pipe, negative_prompt, what="negative prompt")  # never cut silently
     pairs = _tokenizers(pipe)
     for _, encoder in pairs:
         _check_attention(encoder)

@@ -34,11 +34,15 @@ class PlacedObject:
     attribute: str = ""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str) or not self.prompt.strip():
+            raise ValueError(f"an object's prompt is text with at least one word, not {self.prompt!r}")
         object.__setattr__(self, "box", Box.of(self.box))
-        if not self.prompt.strip():
-            raise ValueError("an object's prompt is empty")
         if not self.word:
-            object.__setattr__(self, "word", prompt_words(self.prompt)[-1])
+            named = prompt_words(self.prompt)
+            if not named:
+                raise ValueError(f"the object prompt {self.prompt!r} has no word to name the object by; "
+                                 "give word= or a prompt with words")
+            object.__setattr__(self, "word", named[-1])
         require_word(self.word, self.prompt, what="object prompt")
         if self.attribute:
             require_word(self.attribute, self.prompt, what="object prompt")

@@ -36,6 +36,7 @@ To see a seedling's green-back object, finish its run: ``pipe(obj.prompt, latent
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,9 +45,10 @@ import torch
 
 from sdprobe.analysis.boxes import Box
 from sdprobe.models import family_of, model_label
+from sdprobe.models.tokens import prompt_tokens, token_indices
 from sdprobe.probes.hooks import execution_device, stop_after
 from sdprobe.probes.transplant.chroma_key import chroma_key_noise, default_shift_target
-from sdprobe.probes.transplant.layout import PlacedObject, require_word
+from sdprobe.probes.transplant.layout import PlacedObject
 
 __all__ = ["Seedlings", "TransplantResult", "make_seedlings", "paste_seedlings", "schedule_length",
            "seedling_provenance", "transplant_seedlings"]
@@ -74,8 +76,17 @@ def seedling_provenance(pipe, num_inference_steps: int) -> dict[str, Any]:
 
 
 def _check_step(name: str, value: int, low: int, high: int) -> None:
-    if not isinstance(value, int) or not low <= value <= high:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
         raise ValueError(f"{name}={value!r} is outside the schedule: it must be an integer in [{low}, {high}]")
+
+
+def _check_prompts(pipe, prompts: dict[str, str | None], words: Sequence[tuple[str, str]] = ()) -> None:
+    """Every prompt fits the text encoder uncut (an over-long one is refused, never truncated), and
+    every ``(word, prompt key)`` is a word of what the encoder sees for that prompt."""
+    seen = {key: prompt_tokens(pipe, text, what=key.replace("_", " ")) for key, text in prompts.items() if text is not None}
+    tokenizer = pipe.tokenizer if getattr(pipe, "tokenizer", None) is not None else pipe.tokenizer_2
+    for word, key in words:
+        token_indices(seen[key], word, tokenizer, what=key.replace("_", " "))
 
 
 def _latent_shape(pipe, height: int | None, width: int | None) -> tuple[int, int, int, int]:
@@ -185,6 +196,9 @@ def make_seedlings(
     objects = tuple(objects)
     if not objects or not all(isinstance(o, PlacedObject) for o in objects):
         raise ValueError("objects must be a non-empty sequence of PlacedObject")
+    _check_prompts(pipe, {"negative_prompt": negative_prompt})
+    for o in objects:
+        _check_prompts(pipe, {"object_prompt": o.prompt}, [(o.word, "object_prompt")])
     length = schedule_length(pipe, num_inference_steps)
     _check_step("t_crop", t_crop, 1, length - 1)
     height, width, h, w = _latent_shape(pipe, height, width)
@@ -311,12 +325,12 @@ def transplant_seedlings(
     """
     if not isinstance(seedlings, Seedlings):
         raise TypeError("seedlings must come from make_seedlings()")
-    for o in seedlings.objects:
-        require_word(o.word, prompt, what="full prompt")
+    _check_prompts(pipe, {"full_prompt": prompt, "background_prompt": background_prompt,
+                          "negative_prompt": negative_prompt}, [(o.word, "full_prompt") for o in seedlings.objects])
     length = schedule_length(pipe, seedlings.num_inference_steps)
     _check_step("t_transplant", t_transplant, 0, length - 1)
-    if num_images < 1:
-        raise ValueError(f"num_images must be at least 1, got {num_images}")
+    if isinstance(num_images, bool) or not isinstance(num_images, numbers.Integral) or num_images < 1:
+        raise ValueError(f"num_images must be a whole number of at least 1, not {num_images!r}")
     height, width, h, w = _latent_shape(pipe, seedlings.height, seedlings.width)
     if seedlings.latents.shape[-2:] != (h, w):
         raise ValueError(f"the seedlings are {tuple(seedlings.latents.shape[-2:])} latents; this pipeline makes {(h, w)}")
