@@ -32,8 +32,8 @@ from pathlib import Path
 
 __all__ = ["MODE_VARIABLE", "MODES", "PINNED", "apply", "mode", "pinned_environment", "unpinnable"]
 
-#: The environment of a pinned process. Both spellings of oneDNN's variable: its newer name wins
-#: where both are set, so a stray one in the caller's environment cannot undo the cap.
+#: The environment of a pinned process. oneDNN's variable is set in both spellings, because its
+#: newer name wins where both are set and a stray one in the caller's environment would undo the cap.
 PINNED: dict[str, str] = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "DNNL_MAX_CPU_ISA": "AVX2",
@@ -42,12 +42,13 @@ PINNED: dict[str, str] = {
     # NumPy >= 2.4 dispatches to X86_V3 (AVX2, FMA) and, above it, these three
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
 }
-#: Threads for a pinned process, unless the caller chose a number (then digits follow that choice).
+#: Threads for a pinned process, unless the caller chose a number (then the digits follow that choice).
 THREADS = {"OMP_NUM_THREADS": "1"}
 
 #: ``avx2`` pins (the default everywhere outputs are written or compared); ``native`` lets every
 #: library use the processor's widest instructions (faster, other last digits on other machines).
 MODES = ("avx2", "native")
+#: The environment variable that chooses between :data:`MODES` (``make`` sets it from ``ARITHMETIC``).
 MODE_VARIABLE = "SDPROBE_ARITHMETIC"
 
 _X86 = {"x86_64", "amd64", "x64"}
