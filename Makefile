@@ -13,8 +13,11 @@ BUILD  := _build/html
 
 # Offline and reproducible: no Hub. Progress bars stay on for people (make rerun, make toy) and
 # off where output is committed or compared (make execute, make test).
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
+# ONLINE=1 (for make rerun with a paper preset on a machine that reaches the Hub) lets the weights
+# download; every other target, and CI, stays offline.
+ONLINE ?=
+export HF_HUB_OFFLINE := $(if $(ONLINE),0,1)
+export TRANSFORMERS_OFFLINE := $(if $(ONLINE),0,1)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONHASHSEED := 0
 execute test: export TQDM_DISABLE := 1
@@ -38,7 +41,7 @@ PRESETS   ?= default
 help:
 	@echo "make book   install, execute every notebook on the toy model, build the HTML book into $(BUILD)"
 	@echo "make test   install, build the book from committed outputs, run the library, notebook and page tests"
-	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper' [RAY=local|ADDRESS]  batch papermill reruns into runs/"
+	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper' [RAY=local|ADDRESS] [ONLINE=1]  batch papermill reruns into runs/"
 	@echo "            (any target: ARITHMETIC=native lifts the pinned AVX2 arithmetic; faster, other last digits)"
 	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, several hours; resumable)"
 

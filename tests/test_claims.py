@@ -55,8 +55,9 @@ def test_a_claim_row_carries_every_field_and_an_unknown_claim_is_named(tmp_path)
     (tmp_path / "x.yaml").write_text("claims:\n  c: {what: w, paper: p, unit: '%', rule: {above: 0.5}}\n")
     ref = load_reference("x", tmp_path)
     row = claim_row(ref, "c", ours=0.7, ci=(0.6, 0.8), n=100, test="exact", p=0.001, model="toy")
-    assert set(row) == {"what", "paper", "ours", "unit", "n", "ci", "test", "p", "rule", "verdict", "model"}
-    assert row["verdict"] == "holds"
+    assert set(row) == {"claim", "what", "paper", "ours", "unit", "n", "ci", "test", "p", "rule", "verdict", "reason",
+                        "model"}
+    assert row["verdict"] == "holds" and row["claim"] == "c" and row["reason"] == ""
     with pytest.raises(ReferenceError, match="'d' is not a claim"):
         claim_row(ref, "d", ours=0.7, n=1, model="toy")
     (tmp_path / "y.yaml").write_text("claims:\n  c: {what: w, rule: {above: 0.5}}\n")
@@ -226,3 +227,19 @@ def test_property_an_alpha_rule_holds_only_when_significant_and_on_the_claimed_s
 def test_property_every_p_outside_the_unit_interval_is_refused(p):
     with pytest.raises(ValueError):
         verdict({"above": 0, "alpha": 0.05}, 0.1, p=p)
+
+
+def test_a_claim_that_cannot_be_measured_has_a_row_that_says_why(tmp_path):
+    from sdprobe.analysis.claims import NOT_MEASURED, unmeasured_row
+
+    (tmp_path / "x.yaml").write_text("claims:\n  c: {what: w, paper: p, unit: '%', rule: {above: 0.5}}\n")
+    ref = load_reference("x", tmp_path)
+    row = unmeasured_row(ref, "c", reason="the judge found the subject in none of 16 images", n=16, model="m")
+    assert row["verdict"] == NOT_MEASURED and row["claim"] == "c" and row["n"] == 16 and row["ours"] == ""
+    assert set(row) == set(claim_row(ref, "c", ours=0.7, ci=(0.6, 0.8), n=1, model="m"))
+    html = reproduction_report([row], display=False)
+    assert "not measured" in html and "none of 16 images" in html and "1 not measured" in html
+    with pytest.raises(ValueError, match="says why"):
+        unmeasured_row(ref, "c", reason=" ", model="m")
+    with pytest.raises(ReferenceError, match="'d' is not a claim"):
+        unmeasured_row(ref, "d", reason="x", model="m")

@@ -106,3 +106,34 @@ def test_bad_runs_are_refused_before_anything_is_drawn(pipes):
         edits.run_edits(pipe, pair, {"none": Setup(pairs=0)}, **KW)
     with pytest.raises(ValueError, match="batch must be at least 1"):
         edits.run_edits(pipe, pair, {"plain": Setup()}, batch=0, **KW)
+
+
+def test_real_edit_pairs_change_one_colour_of_a_real_subject_and_a_given_pair_names_its_edit():
+    pairs = edits.edit_pairs(5, seed=2, world="real")
+    for p in pairs:
+        assert p.edit.attribute == "colour" and p.colour == p.edit.after and p.subject in p.source
+        assert p.source.replace(p.edit.before, p.edit.after, 1) == p.edited and p.checkable
+    paper = edits.seeded_pairs("a girl in a blue skirt", "a girl in pants", 3, seed=1111, subject="girl",
+                               edit=edits.parse_edit("noun:pants"))
+    assert [p.seed for p in paper] == [1111, 1112, 1113] and paper[0].checkable and paper[0].colour is None
+    assert not edits.seeded_pairs("a girl", "a woman", 1)[0].checkable
+    toy = edits.seeded_pairs("a red dog on the field", "a blue dog on the field", 1)[0]
+    assert (toy.colour, toy.subject) == ("blue", "dog")
+    for bad in ("pants", "size:big", "noun:"):
+        with pytest.raises(ValueError, match="edit is ''"):
+            edits.parse_edit(bad)
+
+
+def test_the_chapters_configurations_take_the_papers_best_settings_and_scale_its_steps():
+    from sdprobe.analysis.claims import load_reference
+
+    conf = edits.configurations(load_reference("04_unet_feature_swap"), steps=10, text_layers=["IN1", "OUT3", "OUT4"],
+                                sweep_pairs=4, anchor_layers=["OUT3", "OUT4"], anchor_until=4,
+                                study_layers=["IN8", "OUT3", "OUT4", "OUT5", "OUT6", "OUT10"],
+                                study_subsets=["000000", "011111"], threshold_layers=["OUT3"], thresholds=[0.5],
+                                whole_layer_sets=[["OUT3", "OUT4"]], whole_until=[3])
+    assert list(conf.headline) == ["no swap", "① whole", "② region", "③ threshold"]
+    assert conf.headline["① whole"].swaps[0].steps == (0, 1, 2, 3)  # the paper's 20 of 50 is 4 of 10
+    assert conf.paper_bits == "011111" and conf.table3["000000"].swaps == (conf.headline["② region"].swaps[0],)
+    assert set(conf.setups) >= {"single IN1", "whole ('OUT3, OUT4', 3)", "region 011111", "threshold 0.5"}
+    assert all(s.pairs == 4 for s in conf.singles.values())

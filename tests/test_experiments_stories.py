@@ -41,3 +41,44 @@ def test_stories_are_drawn_once_per_first_sentence_and_paired_by_story_seed(tiny
     assert verdicts["n"] == 3 and verdicts["gain"]["mean"] == 0 and verdicts["test"] == "McNemar (exact)"
     numbers = storybook.compare(drawn, ("causal", True), ("hopping", True), lambda im, text, first: float(len(text)))
     assert numbers["test"] == "sign test" and numbers["a"]["mean"] == pytest.approx(numbers["b"]["mean"])
+
+
+def test_real_colour_stories_carry_their_subject_colour_and_places():
+    from sdprobe.analysis.judges import COLOURS
+
+    stories = storybook.story_prompts(10, sentences=3, seed=4, world="real")
+    assert stories == storybook.story_prompts(10, sentences=3, seed=4, world="real")
+    for story in stories:
+        first = story[0].objects[0]
+        assert first.colour in COLOURS and first.colour in story[0].text
+        assert all(p.objects[0] == type(first)(first.noun) and first.colour not in p.text for p in story[1:])
+        assert len({p.background for p in story}) == 3 and all(p.background in p.backgrounds for p in story)
+    toy = storybook.story_prompts(3, seed=3)
+    assert [[p.text for p in s] for s in toy] == storybook.colour_stories(3, seed=3)
+    with pytest.raises(ValueError, match="'toy' or 'real'"):
+        storybook.story_prompts(1, world="mars")
+
+
+def test_judged_runs_read_each_later_picture_once_and_compare_both_questions():
+    from sdprobe.analysis.judges import StructuredPrompt
+
+    stories = [[StructuredPrompt.toy(t) for t in s] for s in (["a red dog on the field", "a dog in the snow"],
+                                                               ["a blue star in the sky", "a star by the river"])]
+    runs = storybook.StoryRuns([[p.text for p in s] for s in stories],
+                               {run: [[None, f"{run[0]}-{s}"] for s in range(2)] for run in
+                                [("causal", True), ("hopping", True), ("causal", False)]})
+
+    class Reads:  # a judge that reads the run's name off the picture
+        calls = 0
+
+        def read(self, images, prompts):
+            Reads.calls += 1
+            kept = {"causal-0": "blue", "causal-1": "blue", "hopping-0": "red", "hopping-1": "blue"}
+            return [type("R", (), {"correct": True, "background_correct": True, "seen": (kept[im],)})() for im in images]
+
+    judged = storybook.judged_runs(runs, stories, Reads())
+    assert Reads.calls == 3 and judged["hopping", True].keeps == [True, True] and judged["causal", True].keeps == [False, True]
+    results = storybook.judged_comparisons(judged, ("causal", True), [("hopping", True)], ("causal", False))
+    assert results["keeps"]["hopping", True]["gain"]["mean"] == 0.5 and results["noise"]["n"] == 2
+    rates = storybook.rate_panels(results, lambda run: run[0] + str(run[1]), ("causal", True), ("causal", False))
+    assert set(rates["keeps the first colour"]) == {"causalTrue", "hoppingTrue", "causalFalse"}

@@ -66,12 +66,15 @@ def test_table1_runs_every_condition_on_shared_seeds(tiny_pipes):
 
     pipe = tiny_pipes("sd1-tiny")
     layouts = load_layout_prompts(section="toy")[:1]
+    from sdprobe.analysis.judges import OpenVocabularyJudge
+
+    blind = OpenVocabularyJudge("random:owlv2-tiny", "random:sam-tiny", "toy", threshold=1.0)  # finds nothing
     runs = table.run_table1(pipe, layouts, [0, None], images_per_prompt=2, batch_size=2, steps=3, guidance=2.0, seed=0,
-                            t_crop=1, shift_target=0.07, sigma=0.5, clip=_toy_clip(), detector=lambda im, label: [],
-                            aas_images=2)
+                            t_crop=1, shift_target=0.07, sigma=0.5, clip=_toy_clip(), judge=blind, aas_images=2)
     assert set(runs) == {"TAUE (t_transplant = 0)", "plain generation"}
     assert all(r.n == 2 and len(r.aas) == 2 and len(r.examples) == 1 for r in runs.values())
-    assert all(v == 0.0 for r in runs.values() for v in r.iou)  # a detector that finds nothing scores 0
+    assert all(v == 0.0 for r in runs.values() for v in r.iou)  # a judge that finds nothing scores 0
+    assert all(j.missing for r in runs.values() for j in r.judged)
 
 
 def _toy_clip():

@@ -10,7 +10,7 @@ import pytest
 from conftest import notebook_layout
 
 from sdprobe.book.execution import NotebookRunError, execute_notebook, failed_path
-from sdprobe.book.outputs import BatchLockedError, batch_lock, read_report_rows
+from sdprobe.book.outputs import REPORT_COLUMNS, BatchLockedError, batch_lock, read_report_rows
 from sdprobe.book.plan import SelectionError, expand_grid, load_preset, parse_grid, plan_batch, run_name
 from sdprobe.book.plan import select_notebooks
 from sdprobe.book.runs import main, run_batch
@@ -264,8 +264,8 @@ def test_a_failed_force_rerun_keeps_every_row_of_the_complete_runs(tmp_path):
     ("a,b\n1,2\n", "it has columns the runner does not write (a, b)"),
     ("", "it is empty"),
     ('notebook,"preset\n', "not valid CSV"),
-    ("notebook,preset,params,what,paper,ours,unit,ci,n,test,p,rule,verdict,model\n1,2,3\n", "line 2 has 3 fields"),
-    ("notebook,preset,params,what,paper,ours,unit,ci,n,test,p,rule,verdict,model,note\n", "(note)"),
+    (",".join(REPORT_COLUMNS) + "\n1,2,3\n", "line 2 has 3 fields"),
+    (",".join(REPORT_COLUMNS) + ",note\n", "(note)"),
     (b"caf\xe9\n", "not UTF-8"),
     ("folder", "is not a file"),
 ])

@@ -32,10 +32,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["VERDICTS", "ReferenceError", "claim_row", "describe_rule", "load_reference", "verdict"]
+__all__ = ["NOT_MEASURED", "VERDICTS", "ReferenceError", "claim_row", "describe_rule", "load_reference",
+           "unmeasured_row", "verdict"]
 
+#: The verdict of a claim that could not be measured on a run (its row says why, in ``reason``).
+NOT_MEASURED = "not measured"
 #: Every verdict a row can carry.
-VERDICTS = ("holds", "does not hold", "inconclusive", "mechanism")
+VERDICTS = ("holds", "does not hold", "inconclusive", "mechanism", NOT_MEASURED)
 _COMPARISONS = ("above", "below", "at_most", "at_least")
 _RULE_KEYS = {*_COMPARISONS, "alpha", "mechanism"}
 
@@ -217,8 +220,8 @@ def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, mo
         unit: overrides the claim's ``unit`` (a measurement that falls back to another scale).
 
     Returns:
-        A JSON-ready dict with ``what``, ``paper``, ``ours``, ``unit``, ``n``, ``ci``, ``test``,
-        ``p``, ``rule``, ``verdict`` and ``model``.
+        A JSON-ready dict with ``claim`` (the key), ``what``, ``paper``, ``ours``, ``unit``, ``n``,
+        ``ci``, ``test``, ``p``, ``rule``, ``verdict``, ``reason`` (empty) and ``model``.
 
     Raises:
         ReferenceError: ``key`` is not a claim of the chapter.
@@ -233,10 +236,38 @@ def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, mo
     n = _check_n(n)
     decided = verdict(claim["rule"], ours, ci, p)
     return {
-        "what": claim["what"], "paper": claim["paper"] if paper is None else paper,
+        "claim": key, "what": claim["what"], "paper": claim["paper"] if paper is None else paper,
         "ours": float(ours), "unit": claim.get("unit", "") if unit is None else unit, "n": n,
         "ci": [float(ci[0]), float(ci[1])] if ci is not None else None,
         "test": test or "", "p": None if p is None else float(p),
-        "rule": describe_rule(claim["rule"]), "verdict": decided,
+        "rule": describe_rule(claim["rule"]), "verdict": decided, "reason": "",
+        "model": model,
+    }
+
+
+def unmeasured_row(reference: Mapping[str, Any], key: str, *, reason: str, model: str, n: int = 0,
+                   paper: Any = None, unit: str | None = None) -> dict[str, Any]:
+    """The row of a claim this run could not measure: verdict :data:`NOT_MEASURED`, and why.
+
+    A claim is never left out of a report silently: a judge that found the subject in no
+    picture, a prompt set without the pairs a claim compares, a model without what the rule
+    reads, each gives this row, with ``n`` the pictures that were looked at.
+
+    Raises:
+        ReferenceError: ``key`` is not a claim of the chapter.
+        ValueError: ``reason`` is empty, or ``n`` is not a whole number of at least 0.
+    """
+    claims = reference.get("claims") or {}
+    if key not in claims:
+        raise ReferenceError(f"{key!r} is not a claim of this chapter (claims: {', '.join(claims) or 'none'})")
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("a claim that was not measured says why: give reason=")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"n counts the pictures looked at: a whole number of at least 0, not {n!r}")
+    claim = claims[key]
+    return {
+        "claim": key, "what": claim["what"], "paper": claim["paper"] if paper is None else paper, "ours": "",
+        "unit": claim.get("unit", "") if unit is None else unit, "n": int(n), "ci": None, "test": "", "p": None,
+        "rule": describe_rule(claim["rule"]), "verdict": NOT_MEASURED, "reason": " ".join(reason.split()),
         "model": model,
     }

@@ -32,8 +32,10 @@ __all__ = [
     "attention_assignment_score",
     "background_mse",
     "box_iou",
+    "clip_image_embeddings",
     "clip_image_similarity",
     "clip_score",
+    "clip_text_embeddings",
     "colour_swap_rate",
     "detector_from_pipeline",
     "mask_iou",
@@ -183,6 +185,16 @@ def _text_features(model, tokenizer, texts: Sequence[str]) -> torch.Tensor:
                                     attention_mask=enc["attention_mask"].to(model.device))
     feats = getattr(feats, "pooler_output", feats)
     return torch.nn.functional.normalize(feats.float(), dim=-1)
+
+
+def clip_image_embeddings(model, images: Any, *, processor: Any = None, image_processor: Any = None) -> torch.Tensor:
+    """Unit CLIP image embeddings ``[N, D]``, float32 (on the model's device)."""
+    return _image_features(model, _processors(processor, None, image_processor)[1], images)
+
+
+def clip_text_embeddings(model, texts: Sequence[str], *, processor: Any = None, tokenizer: Any = None) -> torch.Tensor:
+    """Unit CLIP text embeddings ``[N, D]``, float32; texts longer than CLIP's context are cut to it."""
+    return _text_features(model, _processors(processor, tokenizer, None)[0], texts)
 
 
 def clip_score(

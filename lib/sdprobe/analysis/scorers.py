@@ -46,25 +46,29 @@ def load_clip(name: str = "toy") -> tuple[Any, Any]:
     gets the processor the toy CLIP was trained with: images resized to the vision tower's size
     and scaled to ``[-1, 1]`` (mean 0.5, std 0.5).
     """
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import CLIPImageProcessor, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
     from transformers.utils import logging as hf_logging
 
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name must be 'toy', a folder or a Hub id, got {name!r}")
-    path = _toy_folder("clip") if name == "toy" else name
+    from sdprobe.models.loading import model_folder
+
+    path = _toy_folder("clip") if name == "toy" else model_folder(name, "CLIP")
     hf_logging.disable_progress_bar()  # the loading bar would land in a notebook's stderr
     try:
-        model = CLIPModel.from_pretrained(path).float().eval()
+        model = CLIPModel.from_pretrained(path, use_safetensors=True).float().eval()
         configs = ("preprocessor_config.json", "processor_config.json")
         if Path(path).is_dir() and not any((Path(path) / c).is_file() for c in configs):
             side = model.config.vision_config.image_size
             images = CLIPImageProcessor(size={"shortest_edge": side}, crop_size={"height": side, "width": side},
                                         image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=Image.Resampling.BOX)
             processor = CLIPProcessor(image_processor=images, tokenizer=CLIPTokenizer.from_pretrained(path))
-        else:
-            processor = CLIPProcessor.from_pretrained(path)
-    except OSError as err:
-        raise ModelNotAvailableError(f"cannot load a CLIP from {path!r}: {err}") from None
+        else:  # the PIL image processor: the default one needs torchvision, which we do not install
+            processor = CLIPProcessor(image_processor=CLIPImageProcessorPil.from_pretrained(path),
+                                      tokenizer=CLIPTokenizer.from_pretrained(path))
+    except (OSError, ValueError) as err:
+        first = " ".join(str(err).split())[:300]
+        raise ModelNotAvailableError(f"cannot load the CLIP {name!r} from {path}: {first}") from None
     finally:
         hf_logging.enable_progress_bar()
     return model, processor

@@ -175,6 +175,8 @@ class Model:
 
 DEVICE = Choice(("auto", "cpu", "cuda", "mps"))
 DTYPE = Choice(("auto", "fp32", "fp16", "bf16"))
+#: The ``judge`` parameter (:data:`sdprobe.analysis.judges.JUDGES`, written out: this module loads no torch).
+JUDGE = Choice(("auto", "toy", "open-vocabulary"))
 
 
 def _in_range(value: float, low: float | None, high: float | None) -> None:
@@ -258,7 +260,7 @@ def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = Tr
     return table + box
 
 
-_VERDICT_ORDER = ("holds", "does not hold", "inconclusive", "mechanism")
+_VERDICT_ORDER = ("holds", "does not hold", "inconclusive", "mechanism", "not measured")
 
 
 def findings(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -280,6 +282,8 @@ def findings(rows: Sequence[Mapping[str, Any]]) -> str:
             if len(models) > 1 and row.get("model"):
                 n += f"; {row['model']}"
             what = html.escape(str(row.get("what", "")))
+            if row.get("reason"):  # not measured: the reason stands where the estimate would
+                estimate = str(row["reason"])
             if v in _VERDICT_ORDER:
                 items.append(f'<li><span class="sdprobe-verdict {_verdict_class(v)}">{html.escape(v)}</span> — '
                              f"{what} ({_glue(html.escape(estimate + n))})</li>")
@@ -326,9 +330,11 @@ def _report_row(row: Mapping[str, Any], with_model: bool = True) -> str:
         test += f'<br><span class="sdprobe-p">p = {row["p"]:.2g}</span>'
     n = row.get("n")
     verdict = str(row.get("verdict", ""))
+    decided = f'<span class="sdprobe-verdict {_verdict_class(verdict)}">{html.escape(verdict)}</span>'
+    if row.get("reason"):
+        decided += f'<br><small class="sdprobe-reason">{esc(row["reason"])}</small>'
     cells = [claim, esc(row.get("paper", "")), esc(format_estimate(row.get("ours", ""), row.get("unit", ""), row.get("ci"))),
-             f'<span class="sdprobe-n">{esc("" if n is None else n)}</span>', test,
-             f'<span class="sdprobe-verdict {_verdict_class(verdict)}">{html.escape(verdict)}</span>']
+             f'<span class="sdprobe-n">{esc("" if n is None else n)}</span>', test, decided]
     if with_model:
         cells.append(esc(row.get("model", "")))
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"

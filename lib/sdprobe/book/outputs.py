@@ -29,8 +29,8 @@ __all__ = ["REPORT_COLUMNS", "BatchLockedError", "ReportError", "batch_lock", "c
            "gather_report", "read_report", "read_report_rows", "remove_stale_partials", "write_report"]
 
 #: The columns of ``report.csv`` and ``report.md``, in order.
-REPORT_COLUMNS = ["notebook", "preset", "params", "what", "paper", "ours", "unit", "ci", "n", "test", "p", "rule",
-                  "verdict", "model"]
+REPORT_COLUMNS = ["notebook", "preset", "params", "claim", "what", "paper", "ours", "unit", "ci", "n", "test", "p", "rule",
+                  "verdict", "reason", "model"]
 _STAMP = ".report.sha256"  # what the runner last wrote, so that a report it did not write is recognised
 
 

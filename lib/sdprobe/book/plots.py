@@ -22,7 +22,7 @@ from PIL import Image
 from sdprobe.analysis.heatmaps import normalize_heatmap, resize_heatmap
 from sdprobe.images import to_array, to_pil
 
-__all__ = ["BookFigure", "Player", "heat_colorbar", "heatmap_overlay", "image_grid", "image_rows", "interval_plot", "latent_channels",
+__all__ = ["BookFigure", "Player", "count_matrix", "heat_colorbar", "heatmap_overlay", "image_grid", "image_rows", "interval_plot", "latent_channels",
            "line_plot", "mask_figure", "new_figure", "overlay_figure", "player", "to_pil"]
 
 PNG_DPI = 100
@@ -458,4 +458,38 @@ def interval_plot(
         ax.grid(axis="x", alpha=0.3)
     if title:
         fig.suptitle(fit_title(title, width, chars_per_inch=11))
+    return fig
+
+
+def count_matrix(
+    counts: Sequence[Sequence[int]],
+    rows: Sequence[str],
+    columns: Sequence[str],
+    *,
+    xlabel: str = "",
+    ylabel: str = "",
+    title: str | None = None,
+    size: float = 4.6,
+) -> Figure:
+    """A table of counts as shaded cells, each cell with its count (a confusion matrix): ``counts``
+    ``[len(rows)][len(columns)]``, shaded by the share of its row."""
+    table = np.asarray(counts, dtype=float)
+    if table.shape != (len(rows), len(columns)):
+        raise ValueError(f"counts is {table.shape}, but there are {len(rows)} rows and {len(columns)} columns")
+    shares = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+    fig = new_figure(figsize=(min(MAX_WIDTH, 1.2 + 0.62 * len(columns)), 1.0 + 0.5 * len(rows) + (0.4 if title else 0)),
+                     layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            if table[i, j]:
+                ax.text(j, i, f"{int(table[i, j])}", ha="center", va="center", fontsize=9,
+                        color="white" if shares[i, j] > 0.6 else "black")
+    ax.set_xticks(range(len(columns)), columns, fontsize=9, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylabel(ylabel, fontsize=9)
+    if title:
+        ax.set_title(fit_title(title, size, chars_per_inch=11), fontsize=10)
     return fig

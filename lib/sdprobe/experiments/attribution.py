@@ -1,7 +1,9 @@
 """Chapter 01's measurements: DAAM heat maps against what was drawn, over many seeds.
 
-For each image of a prompt the toy world's segmentation gives the subject's true outline (the
-union of the objects of the subject's shape), and three numbers are read against it:
+For each image of a prompt a judge gives the subject's outline (:func:`judge_outline`: on the toy
+the world's exact segmentation, the union of the objects of the subject's shape; on a real model
+the segmenter's masks of the subject's noun, a proxy for the human masks DAAM scored against),
+and three numbers are read against it:
 
 * the **IoU** of the subject word's DAAM mask (threshold ``τ`` on the min–max normalised map,
   at image size) with the outline;
@@ -32,7 +34,8 @@ from sdprobe.probes.attention import trace_attention
 from sdprobe.probes.trajectory import record_trajectory
 from sdprobe.progress import progress
 
-__all__ = ["HeatmapRuns", "estimates", "heatmap_runs", "latent_region", "mass_inside", "subject_word", "summary_frame"]
+__all__ = ["HeatmapRuns", "estimates", "heatmap_runs", "judge_outline", "latent_region", "mass_inside", "subject_word",
+           "summary_frame"]
 
 
 @dataclass
@@ -75,6 +78,19 @@ def mass_inside(heatmap: torch.Tensor | np.ndarray, region: np.ndarray) -> float
     m = np.clip(np.asarray(heatmap, dtype=np.float64), 0, None)
     total = m.sum()
     return float(m[region].sum() / total) if total > 0 else 0.0
+
+
+def judge_outline(judge: Any, noun: str) -> Callable[[Image.Image, str], list[np.ndarray]]:
+    """``outline(image, word) -> masks`` for :func:`heatmap_runs`: one bool ``[H, W]`` mask per
+    instance of ``noun`` the judge (:mod:`sdprobe.analysis.judges`) finds, whatever form of the
+    word the prompt uses ("dogs" for "dog")."""
+    from sdprobe.analysis.judges import ObjectClause, StructuredPrompt
+
+    def outline(image: Image.Image, word: str) -> list[np.ndarray]:
+        reading = judge.read([image], [StructuredPrompt(word, (ObjectClause(noun),))])[0]
+        return [f.mask for f in reading.found[0]]
+
+    return outline
 
 
 def subject_word(words: Sequence[str], subject: str) -> str:
@@ -150,14 +166,14 @@ def _read(runs: HeatmapRuns, trace: Any, x0: np.ndarray, i: int, image: Image.Im
 def estimates(runs: HeatmapRuns) -> dict[str, dict]:
     """The chapter's numbers for one prompt, each ``{"mean", "ci", "n"}`` (bootstrap over images;
     ``None`` with fewer than two images): ``iou``, ``specificity``, ``lead`` (with ``"p"``, an
-    exact sign test), and ``several``: the share of images with at least two subject objects in
+    exact sign test; ``leads`` counts the images with one), and ``several``: the share of images with at least two subject objects in
     which the mask touches every one (exact binomial interval)."""
     from sdprobe.analysis.stats import mean_ci, rate, sign_test
 
     def mean_of(values: list[float]) -> dict | None:
         return mean_ci(values) if len(values) >= 2 else None
 
-    out: dict[str, Any] = {"images": runs.n, "found": sum(d > 0 for d in runs.drawn),
+    out: dict[str, Any] = {"images": runs.n, "found": sum(d > 0 for d in runs.drawn), "leads": len(runs.leads()),
                            "iou": mean_of(runs.found(runs.iou)), "specificity": mean_of(runs.found(runs.specificity))}
     leads = runs.leads()
     out["lead"] = mean_of(leads)

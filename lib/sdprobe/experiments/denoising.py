@@ -17,12 +17,19 @@ import numpy as np
 import torch
 from PIL import Image
 
+from sdprobe.analysis.judges import Judge, StructuredPrompt
 from sdprobe.analysis.stats import mcnemar, paired_difference, rate, sign_test
 from sdprobe.probes.trajectory import Trajectory, record_trajectory
 from sdprobe.progress import progress
 
-__all__ = ["GuidanceSweep", "faithfulness_gain", "forward_process_error", "guidance_sweep", "parting_steps",
+__all__ = ["GuidanceSweep", "faithfulness_gain", "forward_chains", "forward_process_error", "guidance_sweep", "parting_steps",
            "variety", "variety_loss", "x0_settled"]
+
+
+def forward_chains(x0: torch.Tensor, chains: int = 128) -> int:
+    """How many chains :func:`forward_process_error` runs from ``x0``: ``chains``, or more for a
+    small latent, so that ``chains · numel`` reaches 2**17."""
+    return max(chains, -(-2**17 // x0.numel()))
 
 
 @torch.no_grad()
@@ -33,16 +40,25 @@ def forward_process_error(scheduler: Any, x0: torch.Tensor, *, at: Sequence[int]
     compare the chains at the timesteps ``at`` with the one-jump form the pipelines use,
     ``x_t ~ N(√ᾱ_t x0, (1−ᾱ_t) I)`` with the scheduler's ``alphas_cumprod``.
 
+    The process is linear in ``x0``, so ``x0`` is first scaled to unit root-mean-square: the
+    regression is then as well conditioned for a near-zero latent (a random VAE's) as for a
+    trained one. ``chains`` grows to at least ``2**17 / numel`` so that the sampling noise,
+    about ``1/√(chains · numel)``, stays near 0.003 however small the latent.
+
     Returns:
         The largest absolute error, over ``at``, of the empirical mean coefficient (the chains'
-        mean regressed on ``x0``) and of the empirical variance around ``√ᾱ_t x0``; sampling
-        noise is about ``1/√(chains · numel)``.
+        mean regressed on ``x0``) and of the empirical variance around ``√ᾱ_t x0``.
     """
     betas = scheduler.betas.double()
     if not all(0 <= t < len(betas) for t in at):
         raise ValueError(f"timesteps must lie in [0, {len(betas)}), got {list(at)}")
     gen = torch.Generator().manual_seed(seed)
     x0 = x0.double().flatten()
+    rms = float(x0.pow(2).mean().sqrt())
+    if not rms > 0:
+        raise ValueError("x0 is all zeros: the forward process has no signal to follow")
+    x0 = x0 / rms
+    chains = forward_chains(x0, chains)
     x = x0.expand(chains, -1).clone()
     worst = 0.0
     for t, beta in enumerate(betas):
@@ -62,6 +78,8 @@ class GuidanceSweep:
     Attributes:
         images: scale → ``P·S`` images, image ``p·S + s`` for prompt ``p`` and seed ``s``.
         correct: scale → the judge's verdict per image (empty without a judge).
+        appearance: scale → what the judge sees that a seed can change, per image (colours and
+            place; empty without a judge).
         trajectories: scale → the :class:`~sdprobe.probes.trajectory.Trajectory` of every batch
             at that scale, for the scales in ``record``.
     """
@@ -71,6 +89,7 @@ class GuidanceSweep:
     scales: list[float]
     images: dict[float, list[Image.Image]] = field(default_factory=dict)
     correct: dict[float, list[bool]] = field(default_factory=dict)
+    appearance: dict[float, list[Any]] = field(default_factory=dict)
     trajectories: dict[float, list[Trajectory]] = field(default_factory=dict)
 
     @property
@@ -80,19 +99,25 @@ class GuidanceSweep:
 
 
 @torch.no_grad()
-def guidance_sweep(pipe: Any, prompts: Sequence[str], scales: Sequence[float], *, seeds: int = 4, seed: int = 0,
-                   steps: int = 20, height: int | None = None, width: int | None = None, batch: int = 32,
-                   judge: Callable[[Image.Image, str], bool] | None = None,
-                   record: Sequence[float] = ()) -> GuidanceSweep:
+def guidance_sweep(pipe: Any, prompts: Sequence[StructuredPrompt | str], scales: Sequence[float], *, seeds: int = 4,
+                   seed: int = 0, steps: int = 20, height: int | None = None, width: int | None = None, batch: int = 32,
+                   judge: Judge | None = None, record: Sequence[float] = ()) -> GuidanceSweep:
     """Draw every prompt with ``seeds`` seeds at every scale, in batches of ``batch`` images.
 
     Args:
-        judge: ``judge(image, prompt) -> bool``, whether the image shows its prompt.
+        prompts: structured prompts (:class:`~sdprobe.analysis.judges.StructuredPrompt`), or
+            plain text when there is no ``judge``.
+        judge: reads every image (:mod:`sdprobe.analysis.judges`): whether it shows its prompt
+            and what a seed changed in it.
         record: scales whose denoising trajectories are kept (for :func:`x0_settled` and
             :func:`parting_steps`).
     """
     if seeds < 2:
         raise ValueError(f"variety needs at least two seeds per prompt, got {seeds}")
+    asked = list(prompts)
+    if judge is not None and not all(isinstance(p, StructuredPrompt) for p in asked):
+        raise TypeError("a judged sweep takes StructuredPrompt prompts (what each asks for), not plain text")
+    prompts = [p.text if isinstance(p, StructuredPrompt) else p for p in asked]
     jobs = [(p, s) for p in range(len(prompts)) for s in range(seeds)]
     sweep = GuidanceSweep(list(prompts), seeds, [float(s) for s in scales])
     for scale in progress(sweep.scales, desc="guidance scales"):
@@ -109,7 +134,11 @@ def guidance_sweep(pipe: Any, prompts: Sequence[str], scales: Sequence[float], *
             else:
                 images += pipe(texts, **kwargs).images
         sweep.images[scale] = images
-        sweep.correct[scale] = [bool(judge(im, prompts[p])) for im, (p, _) in zip(images, jobs)] if judge else []
+        if judge is not None:
+            wanted = [asked[p] for p, _ in jobs]
+            readings = judge.read(images, wanted)
+            sweep.correct[scale] = [r.correct for r in readings]
+            sweep.appearance[scale] = judge.appearance(images, wanted, readings=readings)
         if trajs:
             sweep.trajectories[scale] = trajs
     return sweep
@@ -118,16 +147,17 @@ def guidance_sweep(pipe: Any, prompts: Sequence[str], scales: Sequence[float], *
 def variety(sweep: GuidanceSweep, scale: float, describe: Callable[[Image.Image], Any] | None = None) -> np.ndarray:
     """Per prompt, how much the seed still changes the picture at ``scale``. ``[P]``
 
-    With ``describe`` (image → what it shows, e.g. the toy judge's colours and background): the
-    share of seed pairs whose descriptions differ. Without: the mean pixel distance between seed
-    pairs (mean absolute difference over RGB, 0–255), which also grows with contrast, so it
-    over-reads variety at high guidance.
+    With a judged sweep (or ``describe``, image → what it shows): the share of seed pairs whose
+    pictures the judge sees differently (colours or place). Without either: the mean pixel
+    distance between seed pairs (mean absolute difference over RGB, 0–255), which also grows
+    with contrast, so it over-reads variety at high guidance.
     """
     out = []
     for p in range(len(sweep.prompts)):
-        images = sweep.images[scale][p * sweep.seeds:(p + 1) * sweep.seeds]
-        if describe is not None:
-            seen = [describe(im) for im in images]
+        part = slice(p * sweep.seeds, (p + 1) * sweep.seeds)
+        images = sweep.images[scale][part]
+        if describe is not None or sweep.appearance.get(scale):
+            seen = [describe(im) for im in images] if describe is not None else sweep.appearance[scale][part]
             out.append(np.mean([a != b for a, b in combinations(seen, 2)]))
         else:
             arrays = [np.asarray(im, dtype=np.float32) for im in images]

@@ -2,12 +2,14 @@
 
 Every condition draws ``images_per_prompt`` images per layout prompt from the same seeds
 (image ``i`` of a prompt from ``seed + i`` in every condition), so conditions are paired by
-(prompt, image) and compared with paired tests.
+(prompt, image) and compared with paired tests. A judge (:mod:`sdprobe.analysis.judges`) reads
+every image once: where each asked object is (for the IoU with its box), whether it is there, and
+in which colour (for the missing-object and colour-swap rates).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,14 +18,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdprobe.analysis.metrics import ImageJudgement, assignment_pairs, attention_assignment_score, clip_score, placement_iou
+from sdprobe.analysis.judges import ObjectClause, StructuredPrompt
+from sdprobe.analysis.metrics import ImageJudgement, assignment_pairs, attention_assignment_score, box_iou, clip_score
 from sdprobe.analysis.stats import mcnemar, mean_ci, paired_difference, rate, sign_test
 from sdprobe.probes.attention import trace_attention
 from sdprobe.probes.transplant import make_seedlings, transplant_seedlings
 from sdprobe.progress import progress
 
-__all__ = ["PLAIN", "ConditionRuns", "condition_name", "missing_object_difference", "paired_gain", "run_table1",
-           "table1_frame", "table1_summary"]
+__all__ = ["PLAIN", "ConditionRuns", "condition_name", "layout_prompt", "missing_object_difference", "paired_gain",
+           "placed_iou", "run_table1", "table1_frame", "table1_summary"]
 
 #: The condition without a transplant.
 PLAIN = None
@@ -37,7 +40,7 @@ def condition_name(t_transplant: int | None) -> str:
 @dataclass
 class ConditionRuns:
     """Per image of one condition, in (prompt, image) order: IoU with the boxes (mean over
-    objects), CLIP score, AAS and its margin, and the judge's reading (toy prompts only)."""
+    objects), CLIP score, AAS and its margin, and the judge's reading."""
 
     iou: list[float] = field(default_factory=list)
     clip: list[float] = field(default_factory=list)
@@ -49,6 +52,19 @@ class ConditionRuns:
     @property
     def n(self) -> int:
         return len(self.iou)
+
+
+def layout_prompt(layout: Any) -> StructuredPrompt:
+    """What a layout prompt asks for: each placed object's noun in its colour, in order."""
+    return StructuredPrompt(layout.prompt, tuple(ObjectClause(o.word, o.attribute or None) for o in layout.objects))
+
+
+def placed_iou(reading: Any, layout: Any) -> float:
+    """The IoU of each requested box with the instance of its object the judge found that fits it
+    best (0 for a missing object), averaged over the layout's objects, in pixels."""
+    width, height = reading.size[1], reading.size[0]
+    return float(np.mean([max((box_iou(o.box.to_pixels(width, height), f.box) for f in found), default=0.0)
+                          for o, found in zip(layout.objects, reading.found)]))
 
 
 def _generate(pipe: Any, layout: Any, t_transplant: int | None, seedlings: Any, n: int, seed: int, *, steps: int,
@@ -76,17 +92,14 @@ def _generate(pipe: Any, layout: Any, t_transplant: int | None, seedlings: Any, 
 @torch.no_grad()
 def run_table1(pipe: Any, layouts: Sequence[Any], conditions: Sequence[int | None], *, images_per_prompt: int,
                batch_size: int, steps: int, guidance: float, seed: int, t_crop: int, shift_target: float, sigma: float,
-               clip: tuple[Any, Any], detector: Callable[[Any, str], Sequence[Any]],
-               judge: Callable[[Image.Image, str], ImageJudgement] | None = None,
-               aas_images: int | None = None) -> dict[str, ConditionRuns]:
+               clip: tuple[Any, Any], judge: Any, aas_images: int | None = None) -> dict[str, ConditionRuns]:
     """Draw and score every condition of Table 1.
 
     Args:
         layouts: layout prompts (:func:`~sdprobe.probes.transplant.load_layout_prompts`).
         conditions: ``t_transplant`` values, :data:`PLAIN` for plain generation.
         clip: ``(model, processor)`` for the CLIP score.
-        detector: ``detector(image, label) -> boxes`` for the IoU.
-        judge: ``judge(image, prompt) -> ImageJudgement`` (toy prompts).
+        judge: a :mod:`~sdprobe.analysis.judges` judge: where each object is, whether, in which colour.
         aas_images: trace attention (for AAS) for the first this many images of each prompt,
             drawn in calls of their own (``None``: all). Tracing every step's maps is the slow
             part. Every condition splits its images into the same calls, so pairs stay paired.
@@ -96,6 +109,7 @@ def run_table1(pipe: Any, layouts: Sequence[Any], conditions: Sequence[int | Non
     """
     runs = {condition_name(c): ConditionRuns() for c in conditions}
     for layout in progress(layouts, desc="Table 1"):
+        asked = layout_prompt(layout)
         seedlings = make_seedlings(pipe, layout.objects, t_crop=t_crop, num_inference_steps=steps,
                                    guidance_scale=guidance, target=shift_target, sigma=sigma, seed=seed)
         for c in conditions:
@@ -103,13 +117,12 @@ def run_table1(pipe: Any, layouts: Sequence[Any], conditions: Sequence[int | Non
             for offset, n, with_aas in _batches(images_per_prompt, batch_size, aas_images):
                 images, aas = _generate(pipe, layout, c, seedlings, n, seed + offset, steps=steps, guidance=guidance,
                                         with_aas=with_aas)
-                out.iou += [float(np.mean([placement_iou(o.box.to_pixels(*im.size), detector=detector, image=im,
-                                                         label=o.word) for o in layout.objects])) for im in images]
+                readings = judge.read(images, [asked] * len(images))
+                out.iou += [placed_iou(r, layout) for r in readings]
                 out.clip += clip_score(clip[0], images, layout.prompt, processor=clip[1]).tolist()
                 out.aas += [a.score for a in aas]
                 out.margin += [float(a.margin.mean()) for a in aas]
-                if judge is not None:
-                    out.judged += [judge(im, layout.prompt) for im in images]
+                out.judged += [r.judgement for r in readings]
                 if offset == 0:
                     out.examples.append(images[0])
     return runs
@@ -130,8 +143,11 @@ def table1_summary(runs: dict[str, ConditionRuns]) -> list[dict[str, Any]]:
     for name, r in runs.items():
         rec: dict[str, Any] = {"condition": name, "images": r.n}
         for key, values in (("IoU", r.iou), ("CLIP score", r.clip), ("AAS", r.aas), ("AAS margin", r.margin)):
-            m = mean_ci(values)
-            rec[key] = (m["mean"], m["ci"])
+            if len(values) > 1:
+                m = mean_ci(values)
+                rec[key] = (m["mean"], m["ci"])
+            elif values:  # one image: a value without an interval
+                rec[key] = (float(values[0]), None)
         if r.judged:
             both = rate([not j.missing for j in r.judged])
             missing = rate([j.missing for j in r.judged])

@@ -56,6 +56,7 @@ __all__ = [
     "ModelNotAvailableError",
     "family_of",
     "load_pipeline",
+    "model_folder",
     "model_label",
     "resolve_device",
     "resolve_dtype",
@@ -243,6 +244,33 @@ def _locate(name: str) -> tuple[str, bool]:
         f"model={name!r} is not 'toy', an existing folder, a Hub id like 'org/name', or one of "
         + ", ".join(f"'random:{f}'" for f in RANDOM_FAMILIES)
     )
+
+
+def model_folder(name: str, what: str = "model") -> str:
+    """A local folder holding ``name``'s files: the folder itself, or a snapshot of the Hub id
+    (configs, tokenizers and safetensors only), fetched only where the Hub answers and never
+    with ``HF_HUB_OFFLINE=1``; otherwise the local cache's copy.
+
+    Raises:
+        ModelNotAvailableError: neither a folder nor a Hub id, or not to be had here (one line
+            naming ``what``).
+    """
+    import os
+
+    if isinstance(name, str) and Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    if not isinstance(name, str) or not HUB_ID.match(name):
+        raise ModelNotAvailableError(f"the {what} {name!r} is neither a folder nor a Hub id like 'org/name'")
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").strip().lower() not in ("", "0", "false", "no", "off")
+    try:
+        return snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"],
+                                 local_files_only=offline)
+    except Exception as err:  # huggingface_hub raises many kinds; all mean "not here"
+        raise ModelNotAvailableError(
+            f"cannot load the {what} {name!r}: the Hugging Face Hub is unreachable (or HF_HUB_OFFLINE is set) and no "
+            f"copy is in the local cache ({type(err).__name__}); give a local folder instead") from None
 
 
 def _download(repo_id: str) -> str:
