@@ -26,7 +26,7 @@ def judge_models(device: torch.device, dtype: torch.dtype):
     from transformers import (CLIPConfig, CLIPModel, Owlv2Config, Owlv2ForObjectDetection, SamConfig, SamModel)
 
     with torch.device(device):
-        owl = Owlv2ForObjectDetection(Owlv2Config()).to(dtype).eval()  # the base/16 ensemble's shape, 960 px
+        owl = Owlv2ForObjectDetection(Owlv2Config(vision_config={"image_size": 960})).to(dtype).eval()  # base/16, 960 px
         sam = SamModel(SamConfig()).to(dtype).eval()  # ViT-B, 1024 px
         clip = CLIPModel(CLIPConfig(
             text_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12),
