@@ -20,11 +20,11 @@ export HF_HUB_OFFLINE := $(if $(ONLINE),0,1)
 export TRANSFORMERS_OFFLINE := $(if $(ONLINE),0,1)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export PYTHONHASHSEED := 0
-execute test: export TQDM_DISABLE := 1
-execute test: export SDPROBE_PROGRESS := 0
+execute test check: export TQDM_DISABLE := 1
+execute test check: export SDPROBE_PROGRESS := 0
 # One torch thread wherever outputs are written or compared: float sums can round differently
 # with another thread count, and nbval compares printed numbers to their last digit.
-execute test: export OMP_NUM_THREADS := 1
+execute test check: export OMP_NUM_THREADS := 1
 # Pinned arithmetic: the notebook runner (make execute, make rerun) and pytest (make test, nbval's
 # kernels) cap torch, oneDNN, MKL and NumPy at AVX2 (ATEN_CPU_CAPABILITY, DNNL_MAX_CPU_ISA,
 # MKL_CBWR, NPY_DISABLE_CPU_FEATURES), so the committed outputs' digits come out on any x86-64
@@ -36,11 +36,12 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 NOTEBOOKS ?= all
 PRESETS   ?= default
 
-.PHONY: install book execute html test chromium rerun toy clean help
+.PHONY: install book execute html test check chromium rerun toy clean help
 
 help:
 	@echo "make book   install, execute every notebook on the toy model, build the HTML book into $(BUILD)"
 	@echo "make test   install, build the book from committed outputs, run the library, notebook and page tests"
+	@echo "make check  the developers' quick loop: the library tests without notebooks, pages, Ray or training"
 	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper' [RAY=local|ADDRESS] [ONLINE=1]  batch papermill reruns into runs/"
 	@echo "            (any target: ARITHMETIC=native lifts the pinned AVX2 arithmetic; faster, other last digits)"
 	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, several hours; resumable)"
@@ -81,7 +82,14 @@ chromium:
 # Two pytest workers, one torch thread each: the toy's small tensors keep two threads of one
 # process half idle, so two processes get through the notebooks and tests about 1.5x faster.
 # Each notebook stays on one worker (--dist loadfile): nbval runs its cells in order.
+# Everything: -m "" lifts pyproject's quick-loop filter (no slow tests), --nbval re-executes each
+# committed notebook, the long notebooks first so that the two workers finish together.
+NBVAL := --nbval --nbval-current-env --nbval-cell-timeout=900 --nbval-sanitize-with=tests/nbval_sanitize.cfg
 test: install chromium html
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "" $(NBVAL) notebooks tests
+
+# The developers' quick loop: the library tests only (no notebooks, pages, Ray or training).
+check: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # RAY=local starts a Ray cluster on this machine; RAY=<address> joins one (see book/cluster.md).

@@ -51,14 +51,19 @@ def image_seconds(mode: str) -> tuple[float, str]:
     return float(out[-2]), out[-1]
 
 
-def make_seconds(target: str, mode: str) -> float:
+def make_seconds(target: str, mode: str) -> tuple[float, int, str]:
+    """Seconds ``make TARGET`` takes in a fresh clone, its exit status and the last line it printed."""
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         subprocess.run(["make", "install"], cwd=clone, check=True, capture_output=True)  # not timed
         start = time.perf_counter()
-        subprocess.run(["make", target, f"ARITHMETIC={mode}"], cwd=clone, capture_output=True)
-        return time.perf_counter() - start
+        done = subprocess.run(["make", target, f"ARITHMETIC={mode}"], cwd=clone, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        log = Path(tempfile.gettempdir()) / f"arithmetic-cost-make-{target}-{mode}.log"  # kept: what the run said
+        log.write_text(done.stdout + done.stderr)
+        last = next((line for line in reversed(done.stdout.splitlines()) if line.strip()), "")
+        return seconds, done.returncode, last
 
 
 def main() -> None:
@@ -81,8 +86,10 @@ def main() -> None:
     for k, target in enumerate(args.make):
         order = ("native", "avx2") if k % 2 == 0 else ("avx2", "native")
         runs = {mode: make_seconds(target, mode) for mode in order}
-        record[f"make_{target}_s"] = runs
-        record[f"make_{target}_pinned_over_native"] = runs["avx2"] / runs["native"]
+        record[f"make_{target}_s"] = {mode: r[0] for mode, r in runs.items()}
+        record[f"make_{target}_exit"] = {mode: r[1] for mode, r in runs.items()}
+        record[f"make_{target}_last_line"] = {mode: r[2] for mode, r in runs.items()}
+        record[f"make_{target}_pinned_over_native"] = runs["avx2"][0] / runs["native"][0]
     print(json.dumps(record, indent=1))
 
 

@@ -265,7 +265,7 @@ print(f"steps {a}→{b}: mean change {pair_change[mask].mean():.3g} inside the '
 #
 # Fig. 3 plots the first number step by step; Fig. 3b draws the cumulative curves the second is
 # read from. On the toy model the same numbers are also computed with the subject's *true* outline, found by
-# segmenting the final image (`sdprobe.toy.world.segment`), which does not depend on attention at
+# segmenting the final image (`sdprobe.world.segment`), which does not depend on attention at
 # all.
 
 # %%

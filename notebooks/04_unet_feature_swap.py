@@ -131,7 +131,7 @@ from sdprobe.analysis.claims import claim_row, load_reference, unmeasured_row
 from sdprobe.analysis.judges import make_judge
 from sdprobe.analysis.stats import bootstrap_ci, rate
 from sdprobe.book import plots
-from sdprobe.book.notebook import format_estimate
+from sdprobe.formatting import format_estimate
 from sdprobe.book.tables import show_table
 from sdprobe.experiments import edits
 from sdprobe.models.layers import layer_map, resolve_layers, text_layers

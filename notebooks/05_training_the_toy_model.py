@@ -69,12 +69,12 @@ from PIL import Image
 
 from sdprobe.analysis.judges import COLOURS
 from sdprobe.book import plots
-from sdprobe.book.notebook import format_estimate
+from sdprobe.formatting import format_estimate
 from sdprobe.paths import MODELS_DIR
 from sdprobe.toy import train
 from sdprobe.toy.card import bars_table, learning_curves, loss_curves, report_rows
 from sdprobe.toy.evaluate import evaluation_prompts, judge
-from sdprobe.toy.world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, sample_scene
+from sdprobe.world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, sample_scene
 from sdprobe.book.tables import show_table
 
 TOY = MODELS_DIR / "toy"

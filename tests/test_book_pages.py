@@ -19,6 +19,8 @@ import pytest
 
 from sdprobe.paths import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # needs the built book and Chromium
+
 HTML = REPO_ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Flags for a sandboxed machine without network: no background services, no GPU, no first-run UI.
@@ -185,8 +187,12 @@ def _exercise_players(tab) -> list[dict]:
         moved = img.get_attribute("src") != first
         slider.evaluate("s => { s.value = 0; s.dispatchEvent(new Event('input')); }")
         player.locator("button[title='Play']").first.click()
-        tab.wait_for_timeout(800)
-        played = img.get_attribute("src") != first
+        played = False
+        for _ in range(25):  # up to 5 s: a loaded machine may be slow to show the next frame
+            tab.wait_for_timeout(200)
+            if img.get_attribute("src") != first:
+                played = True
+                break
         player.locator("button[title='Pause']").first.click()
         results.append({"player": k, "slider": moved, "play": played})
     return results

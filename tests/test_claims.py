@@ -2,9 +2,10 @@
 
 import pytest
 
-from sdprobe.analysis.claims import ReferenceError, claim_row, describe_rule, load_reference, verdict
+from sdprobe.analysis.claims import ReferenceFileError, claim_row, describe_rule, load_reference, verdict
 from sdprobe.analysis.stats import mcnemar, paired_difference, sign_test
-from sdprobe.book.notebook import format_estimate, reproduction_report
+from sdprobe.book.notebook import reproduction_report
+from sdprobe.formatting import format_estimate
 from sdprobe.paths import DATA_DIR
 
 
@@ -30,12 +31,12 @@ def test_a_mechanism_rule_reads_mechanism_when_met_and_does_not_hold_otherwise()
 
 @pytest.mark.parametrize("rule", [{"above": 0, "below": 1}, {"over": 0}, {"at_most": 1, "alpha": 0.05}, "above 0"])
 def test_a_malformed_rule_is_refused_in_one_line(rule):
-    with pytest.raises(ReferenceError):
+    with pytest.raises(ReferenceFileError):
         verdict(rule, 0.5, (0.4, 0.6))
 
 
 def test_missing_interval_or_non_finite_estimate_is_an_error_not_a_verdict():
-    with pytest.raises(ReferenceError, match="interval"):
+    with pytest.raises(ReferenceFileError, match="interval"):
         verdict({"above": 0}, 0.5)
     with pytest.raises(ValueError, match="finite"):
         verdict({"above": 0}, float("nan"), (0, 1))
@@ -58,10 +59,10 @@ def test_a_claim_row_carries_every_field_and_an_unknown_claim_is_named(tmp_path)
     assert set(row) == {"claim", "what", "paper", "ours", "unit", "n", "ci", "test", "p", "rule", "verdict", "reason",
                         "model"}
     assert row["verdict"] == "holds" and row["claim"] == "c" and row["reason"] == ""
-    with pytest.raises(ReferenceError, match="'d' is not a claim"):
+    with pytest.raises(ReferenceFileError, match="'d' is not a claim"):
         claim_row(ref, "d", ours=0.7, n=1, model="toy")
     (tmp_path / "y.yaml").write_text("claims:\n  c: {what: w, rule: {above: 0.5}}\n")
-    with pytest.raises(ReferenceError, match="lacks paper"):
+    with pytest.raises(ReferenceFileError, match="lacks paper"):
         load_reference("y", tmp_path)
 
 
@@ -136,7 +137,7 @@ def test_an_interval_that_is_inverted_not_finite_or_beside_its_estimate_is_refus
     ({"above": 0, "mechanism": "yes"}, "mechanism is true or false"),
 ])
 def test_a_rule_with_a_threshold_or_alpha_it_cannot_use_is_refused(rule, message):
-    with pytest.raises(ReferenceError, match=message):
+    with pytest.raises(ReferenceFileError, match=message):
         verdict(rule, 0.1, (0.0, 0.2), p=0.01)
 
 
@@ -166,7 +167,7 @@ def test_numpy_numbers_are_numbers():
 ])
 def test_a_malformed_reference_file_is_one_line_when_it_loads(tmp_path, text, message):
     (tmp_path / "x.yaml").write_text(text)
-    with pytest.raises(ReferenceError, match=message) as err:
+    with pytest.raises(ReferenceFileError, match=message) as err:
         load_reference("x", tmp_path)
     assert "\n" not in str(err.value)
 
@@ -241,5 +242,5 @@ def test_a_claim_that_cannot_be_measured_has_a_row_that_says_why(tmp_path):
     assert "not measured" in html and "none of 16 images" in html and "1 not measured" in html
     with pytest.raises(ValueError, match="says why"):
         unmeasured_row(ref, "c", reason=" ", model="m")
-    with pytest.raises(ReferenceError, match="'d' is not a claim"):
+    with pytest.raises(ReferenceFileError, match="'d' is not a claim"):
         unmeasured_row(ref, "d", reason="x", model="m")

@@ -15,6 +15,8 @@ ray = pytest.importorskip("ray", reason="Ray is the cluster extra (pip install -
 
 from sdprobe.book.cluster import ClusterError, ClusterOptions, execute_on_ray  # noqa: E402
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster
+
 # A notebook that doubles its value, fails when asked, and with `die` kills the process that
 # executes it (the Ray worker running papermill) the first time, as a lost node would.
 DEMO = textwrap.dedent('''\

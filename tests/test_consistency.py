@@ -9,7 +9,7 @@ from sdprobe.analysis.consistency import (
     ForegroundUnavailableError, foreground_mask, judge_edit, keep_region, rembg_model_path,
 )
 from sdprobe.analysis.metrics import background_mse
-from sdprobe.toy.world import edit_scene, make_scene
+from sdprobe.world import edit_scene, make_scene
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 
 from sdprobe.experiments import edits
 from sdprobe.experiments.edits import EditPair, Setup, Swap
-from sdprobe.toy.world import parse_prompt
+from sdprobe.world import parse_prompt
 
 STEPS = 3
 KW = {"num_inference_steps": STEPS, "guidance_scale": 7.5, "height": 128, "width": 128}

@@ -3,7 +3,7 @@
 import pytest
 
 from sdprobe.experiments import stories as storybook
-from sdprobe.toy.world import parse_prompt
+from sdprobe.world import parse_prompt
 
 
 def test_colour_stories_name_the_colour_once_and_move_the_subject_to_new_places():

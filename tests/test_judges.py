@@ -14,7 +14,7 @@ from sdprobe.analysis.judges import ObjectClause, OpenVocabularyJudge, Structure
 from sdprobe.analysis.judges.tiny import save
 from sdprobe.models import ModelNotAvailableError
 from sdprobe.toy.evaluate import judge as toy_judge
-from sdprobe.toy.world import sample_scene
+from sdprobe.world import sample_scene
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from transformers import CLIPConfig, CLIPModel
 from sdprobe.analysis import metrics, scorers
 from sdprobe.models import ModelNotAvailableError
 from sdprobe.models.loading import stand_in_tokenizer
-from sdprobe.toy.world import make_scene
+from sdprobe.world import make_scene
 
 
 @pytest.fixture(scope="module")

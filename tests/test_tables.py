@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from sdprobe.book.notebook import findings
-from sdprobe.book.tables import BLANK, format_cell, show_table
+from sdprobe.book.tables import show_table
+from sdprobe.formatting import BLANK, format_cell
 
 
 def test_cells_round_to_meaningful_digits_and_never_show_nan():

@@ -64,7 +64,7 @@ def test_toy_unet_has_the_sixteen_text_layers_of_sd1(toy):
 
 def test_toy_latents_have_about_unit_scale(toy):
     from sdprobe.models.latents import encode_images
-    from sdprobe.toy.world import sample_scene
+    from sdprobe.world import sample_scene
 
     z = encode_images(toy, [sample_scene(900_000 + i).image() for i in range(8)])
     assert z.shape == (8, 4, 16, 16)
@@ -74,7 +74,7 @@ def test_toy_latents_have_about_unit_scale(toy):
 def test_toy_vae_brings_back_every_object_in_its_shape_and_colour(toy):
     from sdprobe.models.latents import decode_latents, encode_images
     from sdprobe.toy.evaluate import judge
-    from sdprobe.toy.world import sample_scene
+    from sdprobe.world import sample_scene
 
     scenes = [sample_scene(900_000 + i, kind=kind) for kind in ("single", "pair", "count") for i in range(8)]
     recons = decode_latents(toy, encode_images(toy, [s.image() for s in scenes]))
@@ -84,7 +84,7 @@ def test_toy_vae_brings_back_every_object_in_its_shape_and_colour(toy):
 def test_toy_clip_prefers_the_true_caption():
     from transformers import CLIPModel, CLIPTokenizer
 
-    from sdprobe.toy.world import sample_scene
+    from sdprobe.world import sample_scene
 
     clip = CLIPModel.from_pretrained(TOY / "clip", local_files_only=True).float().eval()
     tok = CLIPTokenizer.from_pretrained(TOY / "clip", local_files_only=True)

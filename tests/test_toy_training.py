@@ -9,10 +9,13 @@ import pytest
 import torch
 
 from sdprobe.toy import train
+from sdprobe.toy.train.checkpoints import _lr
+from sdprobe.toy.train.data import _render
+from sdprobe.toy.train.unet import _scheduler_kwargs
 
 
 def test_learning_rate_warms_up_then_decays_to_zero_on_a_cosine():
-    lrs = [train._lr(step, 1e-3, 10, 100) for step in range(101)]
+    lrs = [_lr(step, 1e-3, 10, 100) for step in range(101)]
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
     assert lrs[55] == pytest.approx(0.5e-3) and lrs[100] == pytest.approx(0.0)
@@ -21,7 +24,7 @@ def test_learning_rate_warms_up_then_decays_to_zero_on_a_cosine():
 def test_min_snr_weights_discount_only_the_least_noisy_timesteps():
     from diffusers import DDPMScheduler
 
-    ab = DDPMScheduler(**train._scheduler_kwargs()).alphas_cumprod
+    ab = DDPMScheduler(**_scheduler_kwargs()).alphas_cumprod
     t = torch.arange(1000)
     w = train.min_snr_weights(ab, t, 5.0)
     snr = ab / (1 - ab)
@@ -45,12 +48,13 @@ def test_outline_band_marks_pixels_within_two_of_an_edge():
     assert band[2, 10] == 0 and band[7, 10] == 0
 
 
+@pytest.mark.slow
 def test_scenes_render_the_same_with_any_number_of_workers():
     seeds = np.arange(1_000_000, 1_000_012)
     one = list(train.render_scenes(seeds, workers=1, chunk=5))
     two = list(train.render_scenes(seeds, workers=2, chunk=5))
     assert [len(part[1]) for part in one] == [5, 5, 2]
-    arrays, captions, masks, tokens = train._render(seeds)
+    arrays, captions, masks, tokens = _render(seeds)
     for k, whole in ((0, arrays), (2, masks), (3, tokens)):
         assert np.array_equal(np.concatenate([part[k] for part in one]), whole)
         assert np.array_equal(np.concatenate([part[k] for part in two]), whole)
@@ -69,6 +73,7 @@ def _unet_weights(work):
     return state, torch.cat([v.flatten() for v in state["unet"].values()])
 
 
+@pytest.mark.slow
 def test_an_interrupted_unet_run_resumes_to_the_same_weights(vae_work, tmp_path):
     options = dict(batch=2, pool_size=16, milestones=(), judge_images=1, judge_steps=2, vae_from=vae_work, warmup=2,
                    scale_scenes=32)
@@ -87,6 +92,18 @@ def test_an_interrupted_unet_run_resumes_to_the_same_weights(vae_work, tmp_path)
     assert {r["weights"] for r in judged} == {"ema", "raw"} and a_state["prefer"] in {"ema", "raw"}
 
 
+@pytest.mark.parametrize("elapsed, per_step, expected", [
+    (30.0, 0.5, 70 + 120),   # 60 s left at half a second a step: 120 more
+    (30.0, 0.01, 500),       # more would fit than the run has: never past its step limit
+    (120.0, 0.5, 70),        # the budget is spent already: no step more
+])
+def test_a_time_budget_takes_the_steps_that_fit_and_never_more_than_the_limit(elapsed, per_step, expected):
+    from sdprobe.toy.train.unet import steps_in_budget
+
+    assert steps_in_budget(1.5, elapsed, per_step, 70, 500) == expected
+
+
+@pytest.mark.slow
 def test_a_time_budget_stops_early_and_never_runs_past_the_step_limit(vae_work, tmp_path):
     train.train_unet(steps=200, batch=1, pool_size=8, milestones=(), judge_images=0, vae_from=vae_work,
                      work=tmp_path, warmup=100, minutes=0.0, scale_scenes=32)
@@ -94,6 +111,7 @@ def test_a_time_budget_stops_early_and_never_runs_past_the_step_limit(vae_work, 
     assert state["step"] == state["total"] == train.CALIBRATION_STEPS[1]
 
 
+@pytest.mark.slow
 def test_export_ships_one_dtype_a_stock_pipeline_loads(vae_work, tmp_path):
     from diffusers import StableDiffusionPipeline
 

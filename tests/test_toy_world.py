@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from sdprobe.toy.evaluate import GATES, KINDS, TARGETS, bars_met, evaluation_prompts, evaluation_scenes, judge, judge_images
-from sdprobe.toy.tokenizer import build_tokenizer
-from sdprobe.toy.world import (
+from sdprobe.world.tokenizer import build_tokenizer
+from sdprobe.world import (
     BACKGROUNDS, DOCUMENT_ANALOGUES, GRASS_ROW, PALETTE, SHAPES, background_array, background_of, caption_corpus,
     edit_scene, make_scene, parse_prompt, sample_scene, segment, story_prompts,
 )

@@ -317,7 +317,7 @@ def test_drawbench_colors_file_holds_ten_two_object_prompts_with_valid_boxes():
 
 
 def test_toy_section_mirrors_the_pattern_in_the_toy_worlds_words():
-    from sdprobe.toy.world import PALETTE, SHAPES
+    from sdprobe.world import PALETTE, SHAPES
 
     prompts = tp.load_layout_prompts(section="toy")
     assert len(prompts) == 10

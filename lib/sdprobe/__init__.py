@@ -7,12 +7,15 @@ The thin library behind the book *Inside Stable Diffusion*. Its rooms:
 * ``sdprobe.probes``: what watches or changes a generation, all through one hook layer
   (:mod:`sdprobe.probes.hooks`): cross-attention traces, trajectories, text-encoder masks, U-Net
   feature swaps, the seedling transplant;
-* ``sdprobe.analysis``: heat-map arithmetic, metrics, statistics, edit judges, scorers;
+* ``sdprobe.world``: the toy world the embedded model was trained on, and its exact judge;
+* ``sdprobe.analysis``: heat-map arithmetic, metrics, statistics, claims, judges, scorers;
+* ``sdprobe.experiments``: each chapter's measurement, in batches, judged and tested;
 * ``sdprobe.book``: the chapters' plumbing: checked parameters, reports, figures, batch reruns;
-* ``sdprobe.toy``: the embedded toy model's world, training and evaluation.
+* ``sdprobe.toy``: the embedded toy model's architecture, training and evaluation.
 
-The names below are importable from ``sdprobe`` directly. ``import sdprobe`` loads neither
-matplotlib nor pandas; the modules that draw or tabulate are imported when first used.
+The names below, the library's probes and models, are importable from ``sdprobe`` directly
+(figures and tables stay in ``sdprobe.book``). ``import sdprobe`` loads neither matplotlib nor
+pandas; the modules that draw or tabulate are imported when first used.
 
 **Steps**, everywhere in the library: one step is one U-Net call, numbered from 0 within a
 pipeline call (PNDM makes ``steps + 1`` of them, every other scheduler ``steps``); see
@@ -26,7 +29,7 @@ from sdprobe import _quiet
 
 _quiet.install()
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # the one statement of the version; pyproject.toml reads it
 
 #: Where each top-level name lives. Nothing is imported until a name is first used, so
 #: ``import sdprobe.book.notebook`` (every chapter's first cell, every batch run) does not pay for
@@ -47,18 +50,10 @@ _NAMES = {
     "encode_prompts": "sdprobe.probes.textmask", "generate_per_prompt": "sdprobe.probes.textmask",
     "prompt_layout": "sdprobe.probes.textmask",
     "Trajectory": "sdprobe.probes.trajectory", "record_trajectory": "sdprobe.probes.trajectory",
-    "mask_figure": "sdprobe.book.plots",
 }
 
-#: The rooms and the most used modules, by their short names.
-_MODULES = {
-    "analysis": "sdprobe.analysis", "book": "sdprobe.book", "models": "sdprobe.models", "probes": "sdprobe.probes",
-    "toy": "sdprobe.toy", "notebook": "sdprobe.book.notebook", "plots": "sdprobe.book.plots",
-    "runs": "sdprobe.book.runs", "metrics": "sdprobe.analysis.metrics", "heatmaps": "sdprobe.analysis.heatmaps",
-    "stats": "sdprobe.analysis.stats", "scorers": "sdprobe.analysis.scorers", "transplant": "sdprobe.probes.transplant",
-    "attention": "sdprobe.probes.attention", "trajectory": "sdprobe.probes.trajectory", "swap": "sdprobe.probes.swap",
-    "textmask": "sdprobe.probes.textmask",
-}
+#: The rooms, reachable as attributes (``sdprobe.analysis``); their modules load on first use.
+_MODULES = {room: f"sdprobe.{room}" for room in ("models", "world", "analysis", "probes", "experiments", "book", "toy")}
 
 
 def __getattr__(name: str) -> Any:
@@ -77,7 +72,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what editors and type checkers see
-    from sdprobe.book.plots import mask_figure
     from sdprobe.models import ModelNotAvailableError, family_of, load_pipeline, model_label
     from sdprobe.models.layers import Layer, layer_map, resolve_layers, text_layers
     from sdprobe.models.tokens import PromptTooLongError, WordNotInPromptError
@@ -112,7 +106,6 @@ __all__ = [
     "generate_per_prompt",
     "layer_map",
     "load_pipeline",
-    "mask_figure",
     "model_label",
     "prompt_layout",
     "record_features",

@@ -19,13 +19,15 @@ predicted clean latents or anything else stacked along the first axis.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from sdprobe.models.latents import decode_latents
-from sdprobe.probes.trajectory import Trajectory
+
+if TYPE_CHECKING:  # annotations only: analysis sits below the probes and never imports them
+    from sdprobe.probes.trajectory import Trajectory
 
 __all__ = ["change_maps", "concentration", "cumulative_change", "half_times", "region_share", "trajectory_frames"]
 

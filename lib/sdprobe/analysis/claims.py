@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NOT_MEASURED", "VERDICTS", "ReferenceError", "claim_row", "describe_rule", "load_reference",
+__all__ = ["NOT_MEASURED", "VERDICTS", "ReferenceFileError", "claim_row", "describe_rule", "load_reference",
            "unmeasured_row", "verdict"]
 
 #: The verdict of a claim that could not be measured on a run (its row says why, in ``reason``).
@@ -43,7 +43,7 @@ _COMPARISONS = ("above", "below", "at_most", "at_least")
 _RULE_KEYS = {*_COMPARISONS, "alpha", "mechanism"}
 
 
-class ReferenceError(ValueError):
+class ReferenceFileError(ValueError):
     """A chapter's reference file is missing, or a claim or rule in it is malformed."""
 
 
@@ -53,22 +53,22 @@ def _is_number(value: Any) -> bool:
 
 def _check_rule(rule: Mapping[str, Any], where: str) -> None:
     if not isinstance(rule, Mapping):
-        raise ReferenceError(f"{where}: a rule is a mapping such as {{above: 0}}, got {rule!r}")
+        raise ReferenceFileError(f"{where}: a rule is a mapping such as {{above: 0}}, got {rule!r}")
     unknown = set(rule) - _RULE_KEYS
     comparisons = [k for k in _COMPARISONS if k in rule]
     if unknown or len(comparisons) != 1:
-        raise ReferenceError(f"{where}: a rule names exactly one of {', '.join(_COMPARISONS)} "
+        raise ReferenceFileError(f"{where}: a rule names exactly one of {', '.join(_COMPARISONS)} "
                              f"(plus optional alpha, mechanism); got {dict(rule)}")
     kind = comparisons[0]
     if not _is_number(rule[kind]):
-        raise ReferenceError(f"{where}: the threshold of {kind} must be a finite number, not {rule[kind]!r}")
+        raise ReferenceFileError(f"{where}: the threshold of {kind} must be a finite number, not {rule[kind]!r}")
     if "alpha" in rule:
         if kind not in ("above", "below"):
-            raise ReferenceError(f"{where}: alpha goes with above/below, not {kind}")
+            raise ReferenceFileError(f"{where}: alpha goes with above/below, not {kind}")
         if not _is_number(rule["alpha"]) or not 0 < rule["alpha"] < 1:
-            raise ReferenceError(f"{where}: alpha must be a number between 0 and 1, not {rule['alpha']!r}")
+            raise ReferenceFileError(f"{where}: alpha must be a number between 0 and 1, not {rule['alpha']!r}")
     if "mechanism" in rule and not isinstance(rule["mechanism"], bool):
-        raise ReferenceError(f"{where}: mechanism is true or false, not {rule['mechanism']!r}")
+        raise ReferenceFileError(f"{where}: mechanism is true or false, not {rule['mechanism']!r}")
 
 
 def _check_measurement(ours: Any, ci: Sequence[float] | None, p: float | None) -> tuple[float, tuple | None]:
@@ -124,7 +124,7 @@ def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = N
     """The verdict ``rule`` gives estimate ``ours`` with 95 % interval ``ci`` (and p-value ``p``).
 
     Raises:
-        ReferenceError: the rule is malformed, or needs an interval or p-value that is missing.
+        ReferenceFileError: the rule is malformed, or needs an interval or p-value that is missing.
         ValueError: ``ours`` is not finite, ``ci`` is not a finite, ordered pair containing
             ``ours``, or ``p`` lies outside [0, 1].
     """
@@ -140,12 +140,12 @@ def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = N
     sign = 1.0 if kind == "above" else -1.0
     if "alpha" in rule:
         if p is None:
-            raise ReferenceError(f"the rule {dict(rule)} needs a p-value")
+            raise ReferenceFileError(f"the rule {dict(rule)} needs a p-value")
         if p >= rule["alpha"] or ours == x:
             return "inconclusive"
         return good if sign * (ours - x) > 0 else "does not hold"
     if ci is None:
-        raise ReferenceError(f"the rule {dict(rule)} needs a 95 % interval")
+        raise ReferenceFileError(f"the rule {dict(rule)} needs a 95 % interval")
     lo, hi = ci
     if sign * (lo - x) > 0 and sign * (hi - x) > 0:
         return good
@@ -160,16 +160,16 @@ def _read(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
-        raise ReferenceError(f"{path.name}: not UTF-8 text") from None
+        raise ReferenceFileError(f"{path.name}: not UTF-8 text") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = " ".join(str(getattr(err, "problem", None) or err).split())
-        raise ReferenceError(f"{path.name}: not valid YAML ({problem}{where})") from None
+        raise ReferenceFileError(f"{path.name}: not valid YAML ({problem}{where})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ReferenceError(f"{path.name}: a reference file is a mapping with a 'claims' mapping, "
+        raise ReferenceFileError(f"{path.name}: a reference file is a mapping with a 'claims' mapping, "
                              f"not a {type(data).__name__}")
     return data
 
@@ -181,25 +181,25 @@ def load_reference(chapter: str, folder: Path | str | None = None) -> dict:
     changing what one call returned changes nothing for the next.
 
     Raises:
-        ReferenceError: no such file, not valid YAML, ``claims`` not a mapping of claims, or a
+        ReferenceFileError: no such file, not valid YAML, ``claims`` not a mapping of claims, or a
             claim without ``what``, ``paper`` or a valid ``rule``.
     """
     from sdprobe.paths import DATA_DIR
 
     path = Path(folder or DATA_DIR / "reference") / f"{chapter}.yaml"
     if not path.is_file():
-        raise ReferenceError(f"no reference file for chapter {chapter!r}: {path} is missing")
+        raise ReferenceFileError(f"no reference file for chapter {chapter!r}: {path} is missing")
     data = _read(path)
     claims = data.get("claims")
     if claims is not None and not isinstance(claims, dict):
-        raise ReferenceError(f"{path.name}: 'claims' maps each claim's key to its what, paper and rule, "
+        raise ReferenceFileError(f"{path.name}: 'claims' maps each claim's key to its what, paper and rule, "
                              f"not a {type(claims).__name__}")
     for key, claim in (claims or {}).items():
         if not isinstance(claim, dict):
-            raise ReferenceError(f"{path.name}: claim {key!r} is a mapping of what, paper and rule, not {claim!r}")
+            raise ReferenceFileError(f"{path.name}: claim {key!r} is a mapping of what, paper and rule, not {claim!r}")
         missing = [f for f in ("what", "paper", "rule") if f not in claim]
         if missing:
-            raise ReferenceError(f"{path.name}: claim {key!r} lacks {', '.join(missing)}")
+            raise ReferenceFileError(f"{path.name}: claim {key!r} lacks {', '.join(missing)}")
         _check_rule(claim["rule"], f"{path.name}: claim {key!r}")
     return copy.deepcopy(data)
 
@@ -224,14 +224,14 @@ def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, mo
         ``ci``, ``test``, ``p``, ``rule``, ``verdict``, ``reason`` (empty) and ``model``.
 
     Raises:
-        ReferenceError: ``key`` is not a claim of the chapter.
+        ReferenceFileError: ``key`` is not a claim of the chapter.
         ValueError: a measurement the verdict engine cannot judge (:func:`verdict`), or ``n``
             not a whole number of at least 1.
     """
     claims = reference.get("claims") or {}
     if key not in claims:
         known = ", ".join(claims) or "none"
-        raise ReferenceError(f"{key!r} is not a claim of this chapter (claims: {known})")
+        raise ReferenceFileError(f"{key!r} is not a claim of this chapter (claims: {known})")
     claim = claims[key]
     n = _check_n(n)
     decided = verdict(claim["rule"], ours, ci, p)
@@ -254,12 +254,12 @@ def unmeasured_row(reference: Mapping[str, Any], key: str, *, reason: str, model
     reads, each gives this row, with ``n`` the pictures that were looked at.
 
     Raises:
-        ReferenceError: ``key`` is not a claim of the chapter.
+        ReferenceFileError: ``key`` is not a claim of the chapter.
         ValueError: ``reason`` is empty, or ``n`` is not a whole number of at least 0.
     """
     claims = reference.get("claims") or {}
     if key not in claims:
-        raise ReferenceError(f"{key!r} is not a claim of this chapter (claims: {', '.join(claims) or 'none'})")
+        raise ReferenceFileError(f"{key!r} is not a claim of this chapter (claims: {', '.join(claims) or 'none'})")
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("a claim that was not measured says why: give reason=")
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:

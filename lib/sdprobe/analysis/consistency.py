@@ -108,7 +108,7 @@ def read_image(
     if grow < 0:
         raise ValueError(f"grow is a number of pixels >= 0, got {grow}")
     if method == "world":
-        from sdprobe.toy.world import segment
+        from sdprobe.world import segment
 
         arr = to_array(image)
         found = sorted(segment(arr), key=lambda d: -d.area)
@@ -213,7 +213,7 @@ def judge_edit(source: Any, edited: Any, requested: str, *, min_iou: float = 0.5
     The subject's mask is compared by shape only (any colour), so a recoloured dog in the same
     place scores an IoU near 1 and a dog that moved or turned scores low.
     """
-    from sdprobe.toy.world import PALETTE
+    from sdprobe.world import PALETTE
 
     if requested not in PALETTE:
         raise ValueError(f"requested colour {requested!r} is not a toy-world colour; choose one of {list(PALETTE)}")

@@ -78,7 +78,7 @@ def toy_detector(image: Image.Image | np.ndarray, label: str) -> list[tuple[floa
     """The toy world's segmentation as a detector: pixel boxes ``(x0, y0, x1, y1)``, end exclusive,
     of every blob whose shape is ``label`` (``"dog"``, ``"red dog"``: the last word is the shape;
     a colour word before it keeps only blobs of that colour)."""
-    from sdprobe.toy.world import PALETTE, SHAPES, segment
+    from sdprobe.world import PALETTE, SHAPES, segment
 
     words = label.lower().split()
     if not words or words[-1] not in SHAPES:

@@ -27,9 +27,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from sdprobe.formatting import format_estimate
+
 __all__ = [
     "Bool", "Choice", "Float", "Int", "ListOf", "Model", "ParameterError", "Size", "Str",
-    "check_parameters", "declared_parameters", "format_estimate", "in_colab", "reproduction_report",
+    "check_parameters", "declared_parameters", "in_colab", "reproduction_report",
     "REPORT_KEY",
 ]
 
@@ -301,23 +303,6 @@ def _glue(text: str) -> str:
 
 def _verdict_class(verdict: str) -> str:
     return verdict.replace(" ", "-") if verdict in _VERDICT_ORDER else "other"
-
-
-def format_estimate(value: Any, unit: str = "", ci: Sequence[float] | None = None, *, signed: bool = False) -> str:
-    """An estimate as every table of the book prints it: ``0.945, "%", (0.89, 0.98)`` →
-    ``94.5 % (89.0 to 98.0)``; ``"pp"`` reads a difference of rates in percentage points (always
-    signed); other units follow the number, three significant digits (``signed``: with its sign)."""
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return str(value)
-    if unit in ("%", "pp"):
-        scale, fmt, suffix = 100.0, ("{:+.1f}" if unit == "pp" or signed else "{:.1f}"), f" {unit}"
-    else:
-        scale, fmt, suffix = 1.0, ("{:+.3g}" if signed else "{:.3g}"), f" {unit}" if unit else ""
-    text = fmt.format(value * scale) + suffix
-    if ci is not None:
-        lo, hi = (fmt.replace("+", "").format(v * scale) for v in ci)
-        text += f" ({lo} to {hi})"
-    return text
 
 
 def _report_row(row: Mapping[str, Any], with_model: bool = True) -> str:

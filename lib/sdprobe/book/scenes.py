@@ -14,7 +14,7 @@ def demo_scene(height: int = 128, width: int | None = None) -> Image.Image:
     so its flat colours and hard edges survive at any size: the noise and the VAE's blur stay
     easy to see. Deterministic; it needs no weights and no download.
     """
-    from sdprobe.toy.world import make_scene
+    from sdprobe.world import make_scene
 
     scene = make_scene("field", [("white", "dog")], seed=1, caption="a white dog on the field")
     return scene.image().resize((width or height, height), Image.NEAREST)

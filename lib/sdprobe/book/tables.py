@@ -13,36 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sdprobe.formatting import BLANK, format_cell
 from sdprobe.models.layers import layer_map
 
-__all__ = ["BLANK", "Table", "cross_attention_table", "format_cell", "prompt_tokens", "show_table",
-           "text_embedding_shapes"]
-
-#: What a cell without a value shows (never ``NaN``).
-BLANK = "—"
-
-
-def format_cell(value: Any, digits: int = 3, percent: bool = False) -> str:
-    """One cell as text: whole numbers without decimals (``40.0`` → ``40``), other numbers to
-    ``digits`` significant digits, fractions as percentages with ``percent``, booleans as yes/no,
-    missing values as :data:`BLANK`."""
-    if value is None or isinstance(value, float) and math.isnan(value) or value is pd.NA or value is pd.NaT:
-        return BLANK
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, float)) or hasattr(value, "dtype") and getattr(value, "ndim", 1) == 0:
-        x = float(value)
-        if math.isinf(x):
-            return "∞" if x > 0 else "−∞"
-        if percent:
-            return f"{100 * x:.{max(digits - 2, 0)}f} %"
-        if x == round(x) and abs(x) < 1e15:
-            return f"{int(round(x)):,}" if abs(x) >= 10_000 else str(int(round(x)))
-        if abs(x) >= 10 ** digits:  # 1823.4 -> "1,823", never "1.82e+03"
-            return f"{x:,.0f}"
-        return f"{x:.{digits}g}"
-    return str(value)
-
+__all__ = ["Table", "cross_attention_table", "prompt_tokens", "show_table", "text_embedding_shapes"]
 
 class Table:
     """A table made for reading: every cell already text (see :func:`format_cell`), shown in

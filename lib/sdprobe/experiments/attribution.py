@@ -191,8 +191,7 @@ def summary_frame(results: dict[str, dict[str, Any]]):
     """One row per prompt: images, subject found, and each estimate with its 95 % interval."""
     import pandas as pd
 
-    from sdprobe.book.notebook import format_estimate
-    from sdprobe.book.tables import BLANK
+    from sdprobe.formatting import BLANK, format_estimate
 
     def cell(e: dict | None, pct: bool = False, signed: bool = False) -> str:
         if e is None:

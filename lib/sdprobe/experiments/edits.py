@@ -94,7 +94,7 @@ def edit_pairs(n: int, *, seed: int = 0, shapes: Sequence[str] | None = None, wo
         return _real_pairs(n, seed)
     if world != "toy":
         raise ValueError(f"world is 'toy' or 'real', not {world!r}")
-    from sdprobe.toy.world import BACKGROUNDS, PALETTE, SHAPES, background_phrase
+    from sdprobe.world import BACKGROUNDS, PALETTE, SHAPES, background_phrase
 
     shapes = list(shapes or SHAPES)
     unknown = [s for s in shapes if s not in SHAPES]
@@ -131,7 +131,7 @@ def seeded_pairs(source: str, edited: str, n: int, *, seed: int = 0, subject: st
     """One prompt pair (the paper's, say) from ``n`` seeds ``seed + i``, with the subject whose
     place is kept and the edit it makes; both are read from ``edited`` when it is a toy-world
     prompt and none is given."""
-    from sdprobe.toy.world import PALETTE, parse_prompt
+    from sdprobe.world import PALETTE, parse_prompt
 
     if n < 1:
         raise ValueError(f"need at least one edit pair, got n={n}")

@@ -33,8 +33,7 @@ def colour_agreement(clip: str = "toy", *, scenes: int = 300, seed: int = 0, bat
         ``"rate"``, ``"ci"`` (exact binomial), ``"k"`` and ``"n"`` (objects named right, objects),
         ``"confusion"``: true colour → the names given, counted.
     """
-    from sdprobe.toy.evaluate import EVAL_SEEDS_FROM
-    from sdprobe.toy.world import sample_scene
+    from sdprobe.world import EVAL_SEEDS_FROM, sample_scene
 
     judge = OpenVocabularyJudge("unused", "unused", clip, colours=colours)
     jobs = []

@@ -35,7 +35,7 @@ __all__ = ["JudgedRun", "StoryRuns", "colour_stories", "compare", "compare_score
 
 def colour_stories(n: int, *, sentences: int = 3, seed: int = 0) -> list[list[str]]:
     """``n`` toy-world colour stories of ``sentences`` sentences, each on a different background."""
-    from sdprobe.toy.world import BACKGROUNDS, PALETTE, SHAPES, background_phrase
+    from sdprobe.world import BACKGROUNDS, PALETTE, SHAPES, background_phrase
 
     if not 2 <= sentences <= len(BACKGROUNDS):
         raise ValueError(f"a colour story has 2 to {len(BACKGROUNDS)} sentences (one per background), got {sentences}")

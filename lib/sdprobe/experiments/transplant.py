@@ -189,8 +189,7 @@ def table1_frame(summary: list[dict[str, Any]], paper: dict[str, Any] | None = N
     draft's columns beside ours."""
     import pandas as pd
 
-    from sdprobe.book.notebook import format_estimate
-    from sdprobe.book.tables import BLANK
+    from sdprobe.formatting import BLANK, format_estimate
 
     measures = ["both objects present", "missing-object rate", "colour-swap rate", "IoU", "CLIP score", "AAS",
                 "AAS margin"]

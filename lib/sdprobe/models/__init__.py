@@ -10,10 +10,10 @@
 
 from sdprobe.models.loading import (
     HUB_MODELS, RANDOM_FAMILIES, SCHEDULERS, ModelNotAvailableError, family_of, load_pipeline, model_label,
-    resolve_device, resolve_dtype, set_scheduler,
+    resolve_device, resolve_dtype, set_scheduler, unet_fingerprint,
 )
 
 __all__ = [
     "HUB_MODELS", "RANDOM_FAMILIES", "SCHEDULERS", "ModelNotAvailableError", "family_of", "load_pipeline",
-    "model_label", "resolve_device", "resolve_dtype", "set_scheduler",
+    "model_label", "resolve_device", "resolve_dtype", "set_scheduler", "unet_fingerprint",
 ]

@@ -20,6 +20,7 @@ a Hugging Face Hub id
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -61,6 +62,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "set_scheduler",
+    "unet_fingerprint",
 ]
 
 #: Hub ids the documents use, and their architecture family.
@@ -204,6 +206,12 @@ def set_scheduler(pipe: DiffusionPipeline, scheduler: str | SchedulerMixin) -> N
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {sorted(SCHEDULERS)}")
     pipe.scheduler = SCHEDULERS[scheduler].from_config(pipe.scheduler.config)
+
+
+def unet_fingerprint(unet: torch.nn.Module) -> str:
+    """A short hash of a U-Net's config: equal for the same architecture, whatever the weights."""
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def model_label(pipe: DiffusionPipeline) -> str:

@@ -11,14 +11,18 @@ Example::
 
 **Capture.** :func:`trace_attention` installs a :class:`CrossAttentionRecorder` on every
 cross-attention module (``attn2``) through diffusers' attention-processor API
-(``Attention.set_processor``); self-attention keeps its processor. The recorder computes exactly
-what diffusers' ``AttnProcessor2_0`` computes (the same operations, so the image is bit-identical)
-and, beside it, the softmax probabilities ``softmax(q k^T * scale)`` in float32 for the images'
-conditional half of the classifier-free-guidance batch (the unconditional half on request). They
-are aggregated online: per layer and head, summed over the steps at the layer's own resolution
+(``Attention.set_processor``); self-attention keeps its fused kernel. Cross-attention has 77 keys,
+so the recorder forms its probabilities ``softmax(q kᵀ · scale)`` once (scores in the
+computation's dtype, the softmax in float32) and computes the module's output from them: the
+capture costs the writing of the maps it keeps, not a second attention, and the image equals
+plain generation's to float rounding (``output="fused"`` keeps diffusers' fused kernel for the
+output, bit for bit, and forms the probabilities beside it). The images' conditional half of the
+classifier-free-guidance batch is kept (the unconditional half on request), aggregated online on
+the U-Net's device: per layer and head, summed over the steps at the layer's own resolution
 (DAAM's accumulator); per step only when ``keep_steps`` (head-averaged unless ``keep_heads``).
-Two forward pre-hooks, on the U-Net and on the text encoder, count the steps and read the token
-ids the model saw.
+Nothing goes to the host until a map is asked for. The step clock of
+:class:`~sdprobe.probes.hooks.PipelineHooks` counts the steps and reports the text encoder's
+runs, from which the trace takes the token ids of the embeddings the U-Net was given.
 
 **DAAM's aggregation** (Tang et al., ACL 2023; castorini/daam 0.2.0, ``trace.py`` and
 ``heatmap.py``), which :meth:`AttentionTrace.word_heatmap` reproduces by default:
@@ -56,7 +60,7 @@ raises :class:`PromptTooLongError` before generating.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,23 +69,26 @@ import torch
 import torch.nn.functional as F
 
 from sdprobe.analysis.heatmaps import DEFAULT_THRESHOLD, aggregate_maps, heatmap_mask, resize_heatmap
-from sdprobe.probes.hooks import PipelineHooks, timestep_of
+from sdprobe.probes.hooks import PipelineHooks, unet_of
 from sdprobe.models.latents import latent_scale_factor
 from sdprobe.models.layers import layer_map, resolve_layers, text_layers
 from sdprobe.models.tokens import PromptTooLongError, WordNotInPromptError, check_prompt_length, token_indices, words
 
 __all__ = [
     "AttentionTrace",
+    "AttentionListener",
     "CrossAttentionRecorder",
     "CrossAttentionSite",
     "PromptTooLongError",
     "WordNotInPromptError",
     "check_prompt_length",
+    "attention_probabilities",
     "cross_attention_sites",
     "trace_attention",
 ]
 
-Size = tuple[int, int] | Literal["latent", "image"] | None
+#: What a heat map is resized to: ``(h, w)``, the latent grid, the image, or None (its own grid).
+MapSize = tuple[int, int] | Literal["latent", "image"] | None
 
 
 # ----------------------------------------------------------------------------- where to record
@@ -133,20 +140,42 @@ def cross_attention_sites(unet: torch.nn.Module, layers: str | Iterable[str] | N
 # ----------------------------------------------------------------------------- the processor
 
 
-class CrossAttentionRecorder:
-    """Attention processor for one ``attn2`` module: ``AttnProcessor2_0``'s output, and the
-    attention probabilities handed to the trace.
+#: What a :class:`CrossAttentionRecorder` hands on at every call of its module:
+#: ``listener(site, probs)``, the attention probabilities ``[B, heads, L, T]`` in float32.
+AttentionListener = Callable[["CrossAttentionSite", torch.Tensor], None]
 
-    The output path performs the same operations as diffusers' ``AttnProcessor2_0`` (scaled
-    dot-product attention), so generation is unchanged bit for bit. The probabilities are computed
-    separately, in float32, only for the rows the trace records; with 77 keys that is cheap.
-    ``recorder`` routes them to the trace of the pipeline call now running.
+
+def attention_probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.Tensor | None,
+                            scale: float) -> torch.Tensor:
+    """``softmax(q kᵀ · scale + mask)``, float32 ``[B, heads, L, T]``: the scores in the
+    computation's dtype (``query`` ``[B, heads, L, d]``, ``key`` ``[B, heads, T, d]``), the softmax
+    accumulated in float32."""
+    scores = torch.matmul(query, key.transpose(-1, -2)).mul_(scale)
+    if mask is not None:
+        scores = scores + mask
+    return scores.softmax(dim=-1, dtype=torch.float32)
+
+
+class CrossAttentionRecorder:
+    """Attention processor for one ``attn2`` module: the attention probabilities, formed once and
+    handed to a listener, and the module's output.
+
+    ``output="probabilities"`` (the trace's): the output is computed from those probabilities,
+    ``probs @ v``, so capturing costs no second attention; it equals diffusers' fused
+    ``AttnProcessor2_0`` to float rounding. With 77 keys the probabilities are small to form even
+    where the fused kernel would not form them. ``output="fused"``: the output is
+    ``AttnProcessor2_0``'s own (scaled dot-product attention, bit for bit) and the probabilities
+    are formed beside it (the toy's grounding loss keeps them with their gradients). A recorder
+    installed over another (``outer``, a nested trace) hands on to both listeners.
     """
 
-    def __init__(self, recorder: _TraceRecorder, site: CrossAttentionSite, outer: CrossAttentionRecorder | None = None):
-        self.recorder = recorder
-        self.site = site
-        self.outer = outer  # the recorder of an enclosing trace: nested traces both record
+    def __init__(self, listener: AttentionListener, site: CrossAttentionSite,
+                 outer: CrossAttentionRecorder | None = None, *,
+                 output: Literal["probabilities", "fused"] = "probabilities"):
+        if output not in ("probabilities", "fused"):
+            raise ValueError(f"output must be 'probabilities' or 'fused', not {output!r}")
+        self.site, self.output = site, output
+        self.listeners: list[AttentionListener] = [listener, *(outer.listeners if outer is not None else [])]
 
     def __call__(
         self,
@@ -191,12 +220,14 @@ class CrossAttentionRecorder:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        recorder: CrossAttentionRecorder | None = self
-        while recorder is not None:
-            recorder.recorder.record(self.site, query, key, attention_mask, attn.scale)
-            recorder = recorder.outer
-
-        hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0, is_causal=False)
+        probs = attention_probabilities(query, key, attention_mask, attn.scale)
+        for listener in self.listeners:
+            listener(self.site, probs)
+        if self.output == "fused":
+            hidden_states = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=0.0,
+                                                           is_causal=False)
+        else:
+            hidden_states = torch.matmul(probs.to(value.dtype), value)  # [B, heads, L, d]
         hidden_states = hidden_states.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
         hidden_states = attn.to_out[0](hidden_states)
         hidden_states = attn.to_out[1](hidden_states)
@@ -234,11 +265,12 @@ class AttentionTrace:
         self._tokenizer = getattr(pipe, encoder_name.replace("text_encoder", "tokenizer"))
         self._sums: dict[str, dict[str, torch.Tensor]] = {h: {} for h in _HALVES}  # path -> [n, heads, L, T]
         self._steps: dict[str, list[dict[str, torch.Tensor]]] = {h: [] for h in _HALVES}  # [step][path] -> [n, (heads,) L, T]
-        self._token_ids: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}  # [prompts, T], set by the recorder
+        self._token_ids: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}  # [prompts, T], set by the router
         self.timesteps: list[float] = []
         self.latent_size: tuple[int, int] | None = None
         self._images = 0
         self._cfg = False
+        self._dtype = getattr(pipe.unet, "dtype", torch.float32)  # per-step maps are kept in the U-Net's dtype
 
     # -- recording (called by the trace's recorder) --------------------------------------------
 
@@ -253,27 +285,24 @@ class AttentionTrace:
                 self._steps[half].append({})
 
     @torch.no_grad()
-    def _record(self, site: CrossAttentionSite, query: torch.Tensor, key: torch.Tensor,
-                mask: torch.Tensor | None, scale: float) -> None:
-        """Add one call's probabilities. ``query`` ``[B, heads, L, d]``, ``key`` ``[B, heads, T, d]``."""
-        n, batch = self._images, query.shape[0]
+    def _record(self, site: CrossAttentionSite, probs: torch.Tensor) -> None:
+        """Add one call's probabilities ``[B, heads, L, T]`` (float32), on their device: no copy to
+        the host and no synchronisation until a map is asked for."""
+        n, batch = self._images, probs.shape[0]
         if batch != (2 * n if self._cfg else n):
             raise RuntimeError(f"{site.path}: attention batch {batch} does not match the U-Net batch of {n} images")
         halves = [("cond", slice(batch - n, batch))]
         if self.uncond and self._cfg:
             halves.append(("uncond", slice(0, n)))
         for half, rows in halves:
-            scores = torch.matmul(query[rows].float(), key[rows].float().transpose(-1, -2)).mul_(scale)
-            if mask is not None:
-                scores = scores + mask[rows].float()
-            probs = scores.softmax(dim=-1)  # [n, heads, L, T]
+            part = probs[rows]  # [n, heads, L, T]
             total = self._sums[half].get(site.path)
             if total is None:
-                self._sums[half][site.path] = total = torch.zeros_like(probs)
-            total.add_(probs)
+                self._sums[half][site.path] = total = torch.zeros_like(part)
+            total.add_(part)
             if self.keep_steps:
-                kept = probs if self.keep_heads else probs.mean(dim=1)
-                self._steps[half][-1][site.path] = kept.to(query.dtype)
+                kept = part if self.keep_heads else part.mean(dim=1)
+                self._steps[half][-1][site.path] = kept.to(self._dtype)
 
     # -- what was recorded ---------------------------------------------------------------------
 
@@ -322,7 +351,7 @@ class AttentionTrace:
 
     def word_heatmap(self, word: str, *, image: int = 0, step: int | None = None, steps: Iterable[int] | None = None,
                      layers: str | Iterable[str] | None = None, scales: Iterable[int] | None = None,
-                     size: Size = None, uncond: bool = False) -> torch.Tensor:
+                     size: MapSize = None, uncond: bool = False) -> torch.Tensor:
         """DAAM's heat map of ``word``: the mean of its sub-token maps. ``[h, w]`` float32.
 
         Args:
@@ -345,7 +374,7 @@ class AttentionTrace:
 
     def token_heatmap(self, index: int | Sequence[int], *, image: int = 0, step: int | None = None,
                       steps: Iterable[int] | None = None, layers: str | Iterable[str] | None = None,
-                      scales: Iterable[int] | None = None, size: Size = None, uncond: bool = False) -> torch.Tensor:
+                      scales: Iterable[int] | None = None, size: MapSize = None, uncond: bool = False) -> torch.Tensor:
         """The heat map of context position(s) ``index`` (0 is the start token), averaged if several.
         ``[h, w]`` float32; the options are those of :meth:`word_heatmap`."""
         indices = [index] if isinstance(index, int) else list(index)
@@ -354,7 +383,7 @@ class AttentionTrace:
 
     def token_heatmaps(self, indices: Sequence[int] | None = None, *, image: int = 0, step: int | None = None,
                        steps: Iterable[int] | None = None, layers: str | Iterable[str] | None = None,
-                       scales: Iterable[int] | None = None, size: Size = None, uncond: bool = False) -> torch.Tensor:
+                       scales: Iterable[int] | None = None, size: MapSize = None, uncond: bool = False) -> torch.Tensor:
         """Heat maps of several positions at once (all 77 by default): ``[k, h, w]`` float32."""
         half = "uncond" if uncond else "cond"
         source = self._source(half, step, steps)
@@ -371,7 +400,7 @@ class AttentionTrace:
             maps = resize_heatmap(maps, self.image_size)
         return maps.cpu()
 
-    def word_mask(self, word: str, threshold: float = DEFAULT_THRESHOLD, *, size: Size = "image", **options: Any) -> torch.Tensor:
+    def word_mask(self, word: str, threshold: float = DEFAULT_THRESHOLD, *, size: MapSize = "image", **options: Any) -> torch.Tensor:
         """Where ``word``'s min-max normalised heat map exceeds ``threshold`` (DAAM's 0.4):
         a bool ``[H, W]`` mask, at the image size by default. ``options`` as in :meth:`word_heatmap`."""
         return heatmap_mask(self.word_heatmap(word, size=size, **options), threshold)
@@ -465,7 +494,7 @@ class AttentionTrace:
             raise ValueError("no cross-attention layer selected (the default leaves out MID; pass layers='all')")
         return chosen
 
-    def _target_size(self, size: Size) -> tuple[int, int] | Literal["image"]:
+    def _target_size(self, size: MapSize) -> tuple[int, int] | Literal["image"]:
         if size is None or size == "latent":
             return self._latent_size()
         if size == "image":
@@ -485,44 +514,83 @@ def _check_step_index(step: Any, what: str) -> int:
 # ----------------------------------------------------------------------------- entry points
 
 
-class _TraceRecorder:
-    """Routes what the hooks see to the trace of the pipeline call now running."""
+class _Encoding:
+    """One run of the text encoder: the token ids it read, ``[P, T]``, and the outputs a pipeline
+    may take as its prompt embeddings (the last and the penultimate hidden states), ``[P, T, d]``."""
 
-    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], options: dict[str, Any], several: bool) -> None:
-        self.pipe, self.sites, self.options = pipe, sites, options
+    def __init__(self, ids: torch.Tensor) -> None:
+        self.ids = ids.detach().cpu()
+        self.outputs: list[torch.Tensor] = []
+
+    def feeds(self, rows: torch.Tensor) -> bool:
+        """Whether ``rows`` ``[n, T, D]`` (one half of the U-Net's context) are these embeddings,
+        each prompt repeated ``n / P`` times and perhaps joined with another encoder's (SDXL)."""
+        prompts = self.ids.shape[0]
+        if rows.shape[0] % prompts:
+            return False
+        firsts = rows[:: rows.shape[0] // prompts]
+        return any(out.shape[:2] == firsts.shape[:2] and out.shape[-1] <= firsts.shape[-1]
+                   and torch.equal(firsts[..., : out.shape[-1]], out.to(firsts)) for out in self.outputs)
+
+
+class _TraceRouter:
+    """Routes what the clock and the processors see to the trace of the pipeline call now running.
+
+    A trace reads its words from the prompt whose embeddings the U-Net was given: each half of
+    the U-Net's context is matched against the text-encoder runs of the call (the last step's
+    match counts), whatever order they ran in. Where nothing matches (``clip_skip`` embeddings,
+    or embeddings changed after encoding), the call's first encoding is the prompt and the
+    second the negative prompt, diffusers' order.
+    """
+
+    def __init__(self, pipe: Any, sites: list[CrossAttentionSite], options: dict[str, Any], several: bool,
+                 encoder: torch.nn.Module | None) -> None:
+        self.pipe, self.sites, self.options, self.encoder = pipe, sites, options, encoder
         self.traces: list[AttentionTrace] = []
-        self._pending: dict[str, torch.Tensor | None] = {h: None for h in _HALVES}
-        self._stepped = False  # the U-Net ran since the text encoder last did
+        self._encodings: list[_Encoding] = []  # of the call about to start, or running
+        self._context: torch.Tensor | None = None  # the U-Net context last matched
         # One call: the trace exists from the start (the block yields it) and the call fills it.
         self.single = None if several else AttentionTrace(pipe, sites, **options)
 
     def new_call(self, number: int) -> None:
         trace = self.single or AttentionTrace(self.pipe, self.sites, **self.options)
-        trace._token_ids = self._pending
+        order = [e.ids for e in self._encodings[:2]]
+        trace._token_ids = {half: order[k] if k < len(order) else None for k, half in enumerate(_HALVES)}
         self.traces.append(trace)
-        self._pending = {h: None for h in _HALVES}
+        self._context = None
 
-    def before_text_encoder(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    def encoded(self, module: torch.nn.Module, args: tuple, kwargs: dict, first: bool) -> None:
         ids = args[0] if args else kwargs.get("input_ids")
-        if ids is None:
+        if module is not self.encoder or ids is None:
             return
-        if self._stepped:  # the first encoding after denoising steps: the next call's prompt
-            self._pending = {h: None for h in _HALVES}
-            self._stepped = False
-        half = "cond" if self._pending["cond"] is None else "uncond"
-        if self._pending[half] is None:
-            self._pending[half] = ids.detach().cpu()
+        if first:  # the first encoding since the U-Net ran: the next call's prompts
+            self._encodings = []
+        self._encodings.append(_Encoding(ids))
 
-    def before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    def after_encoder(self, module: torch.nn.Module, args: tuple, output: Any) -> None:
+        if not self._encodings or not torch.is_tensor(getattr(output, "last_hidden_state", None)):
+            return
+        hidden = getattr(output, "hidden_states", None)
+        self._encodings[-1].outputs = [output.last_hidden_state.detach()] + ([hidden[-2].detach()] if hidden else [])
+
+    def step(self, step: int, t: float, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs["sample"]
         cfg = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
-        self._stepped = True
-        self.traces[-1]._start_step(sample, timestep_of(args, kwargs), cfg)
+        trace = self.traces[-1]
+        trace._start_step(sample, t, cfg)
+        context = kwargs.get("encoder_hidden_states", args[2] if len(args) > 2 else None)
+        if torch.is_tensor(context) and context is not self._context:  # once per context: no sync per step
+            self._context = context
+            n = trace._images
+            halves = {"cond": context[-n:], "uncond": context[:n]} if cfg else {"cond": context}
+            for half, rows in halves.items():
+                match = next((e for e in reversed(self._encodings) if e.feeds(rows)), None)
+                if match is not None:
+                    trace._token_ids[half] = match.ids
 
-    def record(self, site: CrossAttentionSite, query: torch.Tensor, key: torch.Tensor,
-               mask: torch.Tensor | None, scale: float) -> None:
+    def record(self, site: CrossAttentionSite, probs: torch.Tensor) -> None:
         if self.traces and self.traces[-1].timesteps:  # not a U-Net forward outside a generation
-            self.traces[-1]._record(site, query, key, mask, scale)
+            self.traces[-1]._record(site, probs)
 
 
 @contextmanager
@@ -534,6 +602,7 @@ def trace_attention(
     uncond: bool = False,
     layers: str | Iterable[str] | None = None,
     several: bool = False,
+    output: Literal["probabilities", "fused"] = "probabilities",
 ) -> Iterator[AttentionTrace | list[AttentionTrace]]:
     """Record the cross-attention of the pipeline call made inside the block.
 
@@ -546,25 +615,29 @@ def trace_attention(
         layers: LDM names of the layers to record (``"IN4"``, ``["OUT3", "OUT4"]``); ``None``
             records every cross-attention layer.
         several: allow several pipeline calls; the block then yields a list, one trace per call.
+        output: ``"probabilities"``: each cross-attention output is computed from the probabilities
+            the trace keeps (one attention, not two; equal to plain generation to float
+            rounding); ``"fused"``: diffusers' fused attention gives the output, bit for bit as
+            without the trace, and the probabilities are formed beside it (slower).
 
     Raises:
         UnknownLayerError: a name in ``layers`` that is not a text-conditioned layer; the message
             lists the valid ones.
         SecondCallError: a second pipeline call inside the block without ``several=True``.
     """
-    unet = getattr(pipe, "unet", None)
-    if unet is None or not hasattr(unet, "attn_processors"):
-        raise TypeError(f"trace_attention needs a pipeline with a UNet2DConditionModel, not {type(pipe).__name__}")
+    if output not in ("probabilities", "fused"):
+        raise ValueError(f"output must be 'probabilities' or 'fused', not {output!r}")
+    unet = unet_of(pipe, "trace_attention")
     sites = cross_attention_sites(unet, layers)
-    recorder = _TraceRecorder(pipe, sites, {"keep_steps": keep_steps, "keep_heads": keep_heads, "uncond": uncond},
-                              several)
     encoder = pipe.text_encoder if getattr(pipe, "text_encoder", None) is not None else getattr(pipe, "text_encoder_2", None)
-    with PipelineHooks(pipe, "trace_attention", several=several, on_new_call=recorder.new_call) as hooks:
+    router = _TraceRouter(pipe, sites, {"keep_steps": keep_steps, "keep_heads": keep_heads, "uncond": uncond},
+                          several, encoder)
+    with PipelineHooks(pipe, "trace_attention", several=several) as hooks:
+        hooks.clock.subscribe(call=router.new_call, step=router.step, encode=router.encoded)
+        if encoder is not None:
+            hooks.forward_hook(encoder, router.after_encoder)
         for site in sites:
             module = unet.get_submodule(site.path)
             outer = module.processor if isinstance(module.processor, CrossAttentionRecorder) else None
-            hooks.processor(module, CrossAttentionRecorder(recorder, site, outer))
-        hooks.pre_hook(unet, recorder.before_unet)
-        if encoder is not None:
-            hooks.pre_hook(encoder, recorder.before_text_encoder)
-        yield recorder.traces if several else recorder.single
+            hooks.processor(module, CrossAttentionRecorder(router.record, site, outer, output=output))
+        yield router.traces if several else router.single

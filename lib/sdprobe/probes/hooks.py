@@ -1,12 +1,20 @@
-"""The one hook layer: how every probe attaches to a pipeline, counts its steps and lets go.
+"""The one hook layer, in two tiers: how every probe attaches to a model, counts its steps and lets go.
 
-Every probe of sdprobe (attention traces, trajectories, feature records and swaps, the seedling
-transplant) attaches through a :class:`PipelineHooks` block::
+**ModuleHooks** is the lower tier: processors and hooks on one module and its submodules, with
+targets addressed by module, by diffusers path or, on a U-Net, by the papers' LDM block names::
+
+    with ModuleHooks(unet, "my probe") as hooks:
+        hooks.processor(attn_module, MyProcessor())     # diffusers' Attention.set_processor
+        hooks.forward_hook("OUT4", after_block)         # the block's output module
+        hooks.pre_hook("up_blocks.1", before_level)     # a diffusers path
+        unet(sample, t, context)
+
+**PipelineHooks** adds a :class:`StepClock` on the pipeline's U-Net and text encoders, which
+numbers the steps and publishes what a probe needs to know of the generation: each new pipeline
+call, each step (with its timestep and the U-Net's inputs) and each text-encoder run::
 
     with PipelineHooks(pipe, "my probe") as hooks:
-        hooks.processor(module, MyProcessor())          # diffusers' Attention.set_processor
-        hooks.pre_hook(pipe.unet, before_unet)          # torch forward pre-hooks …
-        hooks.forward_hook(module, after_module)        # … and forward hooks
+        hooks.clock.subscribe(step=lambda step, t, args, kwargs: ...)
         image = pipe(prompt).images[0]
         hooks.clock.step                                # the step running (or last run)
 
@@ -22,9 +30,9 @@ Papers that count from 1 call our step ``k`` their step ``k + 1``.
 
 **One pipeline call per block.** A probe records one generation. A second pipeline call inside
 the same block raises :class:`SecondCallError` (the message says what to do), unless the probe
-was asked to record several (``several=True``); then ``on_new_call`` runs at the start of each.
-A new call is recognised when the text encoder runs after the U-Net has, or when the timestep
-does not go down (beyond the repeats the scheduler's own schedule holds).
+was asked to record several (``several=True``); the clock's ``call`` event marks the start of
+each. A new call is recognised when the text encoder runs after the U-Net has, or when the
+timestep does not go down (beyond the repeats the scheduler's own schedule holds).
 
 **Private attributes.** sdprobe touches two private attributes of a diffusers pipeline, each in
 one place here with a test that fails if diffusers changes it: ``pipe._interrupt``, diffusers'
@@ -37,11 +45,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
-__all__ = ["PipelineHooks", "SecondCallError", "StepClock", "execution_device", "stop_after", "timestep_of"]
+from sdprobe.models.layers import resolve_layers
+
+__all__ = ["ModuleHooks", "PipelineHooks", "SecondCallError", "StepClock", "execution_device", "stop_after",
+           "timestep_of"]
 
 
 class SecondCallError(RuntimeError):
@@ -54,8 +65,83 @@ def timestep_of(args: tuple, kwargs: dict) -> float:
     return float(t.flatten()[0]) if torch.is_tensor(t) else float(t)
 
 
+def unet_of(pipe: Any, probe: str) -> torch.nn.Module:
+    """The pipeline's ``UNet2DConditionModel``; a one-line ``TypeError`` for anything else."""
+    unet = getattr(pipe, "unet", None)
+    if unet is None or not hasattr(unet, "attn_processors"):
+        raise TypeError(f"{probe} needs a pipeline with a UNet2DConditionModel, not {type(pipe).__name__}")
+    return unet
+
+
+
+class ModuleHooks:
+    """Register processors and hooks on ``module`` and its submodules; remove everything on exit.
+
+    Args:
+        module: the model the probe attaches to (a U-Net, a text encoder, a VAE).
+        probe: the probe's name, for error messages.
+    """
+
+    def __init__(self, module: torch.nn.Module, probe: str) -> None:
+        self.module, self.probe = module, probe
+        self._undo: list[Callable[[], None]] = []
+        self._open = False
+
+    def __enter__(self) -> ModuleHooks:
+        self._open = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def target(self, where: torch.nn.Module | str, *, part: Literal["block", "text"] = "block") -> torch.nn.Module:
+        """The module ``where`` names: a module itself, a diffusers path under ``self.module``
+        (``"up_blocks.1.attentions.0"``) or, on a U-Net, an LDM block name (``"OUT4"``): the module
+        whose output is the block's (``part="block"``) or its cross-attention transformer
+        (``part="text"``).
+
+        Raises:
+            UnknownLayerError: a block name this U-Net does not have (the message lists them).
+        """
+        if isinstance(where, torch.nn.Module):
+            return where
+        if "." in where or where in dict(self.module.named_children()):
+            return self.module.get_submodule(where)
+        layer = resolve_layers(self.module, [where], text_only=part == "text")[0]
+        return self.module.get_submodule(layer.text_module if part == "text" else layer.output_module)
+
+    def processor(self, where: torch.nn.Module | str, processor: Any) -> None:
+        """Give an ``Attention`` module another processor until the block ends."""
+        self._check_open()
+        module = self.target(where)
+        original = module.processor
+        module.set_processor(processor)
+        self._undo.append(lambda: module.set_processor(original))
+
+    def pre_hook(self, where: torch.nn.Module | str, fn: Callable[..., Any]) -> None:
+        """``fn(module, args, kwargs)`` before every forward of the module (may return new inputs)."""
+        self._check_open()
+        self._undo.append(self.target(where).register_forward_pre_hook(fn, with_kwargs=True).remove)
+
+    def forward_hook(self, where: torch.nn.Module | str, fn: Callable[..., Any]) -> None:
+        """``fn(module, args, output)`` after every forward of the module (may return a new output)."""
+        self._check_open()
+        self._undo.append(self.target(where).register_forward_hook(fn).remove)
+
+    def close(self) -> None:
+        """Remove everything registered, newest first (idempotent)."""
+        while self._undo:
+            self._undo.pop()()
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise RuntimeError(f"{self.probe}: register hooks inside the `with {type(self).__name__}(...)` block")
+
+
 class StepClock:
-    """Numbers the U-Net calls of the pipeline calls made while it is installed.
+    """Numbers the U-Net calls of the pipeline calls made while it is installed, and tells the
+    probes that subscribe (:meth:`subscribe`) when a call starts, a step runs or a prompt is encoded.
 
     Attributes:
         step: the step now running or last run (``-1`` before the first); see the module docstring.
@@ -64,18 +150,36 @@ class StepClock:
         scheduler: the scheduler the current pipeline call started with.
     """
 
-    def __init__(self, pipe: Any, probe: str, *, several: bool = False,
-                 on_new_call: Callable[[int], None] | None = None) -> None:
-        self.pipe, self.probe, self.several, self.on_new_call = pipe, probe, several, on_new_call
+    def __init__(self, pipe: Any, probe: str, *, several: bool = False) -> None:
+        self.pipe, self.probe, self.several = pipe, probe, several
         self.step = -1
         self.timesteps: list[float] = []
         self.calls = 0
         self.scheduler: Any = None
         self._encoded_since_unet = False
+        self._unet_since_encode = True  # the first encoding of the block starts a call's prompts
+        self._listeners: dict[str, list[Callable[..., None]]] = {"call": [], "step": [], "encode": []}
+
+    def subscribe(self, *, call: Callable[[int], None] | None = None,
+                  step: Callable[[int, float, tuple, dict], None] | None = None,
+                  encode: Callable[[torch.nn.Module, tuple, dict, bool], None] | None = None) -> None:
+        """Be told, in the order of subscription:
+
+        * ``call(number)``: a pipeline call starts (numbered from 1), before its first step;
+        * ``step(step, timestep, args, kwargs)``: a U-Net call starts, with its inputs;
+        * ``encode(encoder, args, kwargs, first)``: a text encoder runs; ``first`` when it is the
+          first encoding since the U-Net last ran (the prompt of a new call, not its negative).
+        """
+        for event, fn in (("call", call), ("step", step), ("encode", encode)):
+            if fn is not None:
+                self._listeners[event].append(fn)
 
     def before_text_encoder(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         if self.timesteps:  # the prompt is encoded before the denoising loop: a new call is starting
             self._encoded_since_unet = True
+        first, self._unet_since_encode = self._unet_since_encode, False
+        for fn in self._listeners["encode"]:
+            fn(module, args, kwargs, first)
 
     def before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
         t = timestep_of(args, kwargs)
@@ -86,11 +190,13 @@ class StepClock:
                     f"{self.probe} records one pipeline call, and a second one started inside its `with` block; "
                     "make each call in its own block, or ask the probe for several calls (several=True)")
             self.step, self.timesteps, self.scheduler = -1, [], self.pipe.scheduler
-            if self.on_new_call is not None:
-                self.on_new_call(self.calls)
-        self._encoded_since_unet = False
+            for fn in self._listeners["call"]:
+                fn(self.calls)
+        self._encoded_since_unet, self._unet_since_encode = False, True
         self.step += 1
         self.timesteps.append(t)
+        for fn in self._listeners["step"]:
+            fn(self.step, t, args, kwargs)
 
     def _starts_new_call(self, t: float) -> bool:
         if not self.timesteps or self._encoded_since_unet or t > self.timesteps[-1]:
@@ -102,29 +208,23 @@ class StepClock:
         return self.timesteps.count(t) >= max(1, allowed)
 
 
-class PipelineHooks:
-    """Register processors and hooks on a pipeline's modules, with a :class:`StepClock`; remove
-    everything on exit. See the module docstring.
+class PipelineHooks(ModuleHooks):
+    """:class:`ModuleHooks` on a pipeline's U-Net, with a :class:`StepClock` that sees every
+    U-Net and text-encoder call; everything is removed on exit. See the module docstring.
 
     Args:
         pipe: a diffusers pipeline with a ``unet`` (and usually a ``text_encoder``).
         probe: the probe's name, for error messages.
         several: allow more than one pipeline call inside the block.
-        on_new_call: called with the call number (from 1) at the start of each pipeline call.
     """
 
-    def __init__(self, pipe: Any, probe: str, *, several: bool = False,
-                 on_new_call: Callable[[int], None] | None = None) -> None:
-        unet = getattr(pipe, "unet", None)
-        if unet is None or not hasattr(unet, "attn_processors"):
-            raise TypeError(f"{probe} needs a pipeline with a UNet2DConditionModel, not {type(pipe).__name__}")
-        self.pipe, self.probe = pipe, probe
-        self.clock = StepClock(pipe, probe, several=several, on_new_call=on_new_call)
-        self._undo: list[Callable[[], None]] = []
-        self._open = False
+    def __init__(self, pipe: Any, probe: str, *, several: bool = False) -> None:
+        super().__init__(unet_of(pipe, probe), probe)
+        self.pipe = pipe
+        self.clock = StepClock(pipe, probe, several=several)
 
     def __enter__(self) -> PipelineHooks:
-        self._open = True
+        super().__enter__()
         try:
             self.pre_hook(self.pipe.unet, self.clock.before_unet)
             for encoder in (getattr(self.pipe, "text_encoder", None), getattr(self.pipe, "text_encoder_2", None)):
@@ -134,36 +234,6 @@ class PipelineHooks:
             self.close()
             raise
         return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def processor(self, module: torch.nn.Module, processor: Any) -> None:
-        """Give an ``Attention`` module another processor until the block ends."""
-        self._check_open()
-        original = module.processor
-        module.set_processor(processor)
-        self._undo.append(lambda: module.set_processor(original))
-
-    def pre_hook(self, module: torch.nn.Module, fn: Callable[..., Any]) -> None:
-        """``fn(module, args, kwargs)`` before every forward of ``module`` (may return new inputs)."""
-        self._check_open()
-        self._undo.append(module.register_forward_pre_hook(fn, with_kwargs=True).remove)
-
-    def forward_hook(self, module: torch.nn.Module, fn: Callable[..., Any]) -> None:
-        """``fn(module, args, output)`` after every forward of ``module`` (may return a new output)."""
-        self._check_open()
-        self._undo.append(module.register_forward_hook(fn).remove)
-
-    def close(self) -> None:
-        """Remove everything registered, newest first (idempotent)."""
-        while self._undo:
-            self._undo.pop()()
-        self._open = False
-
-    def _check_open(self) -> None:
-        if not self._open:
-            raise RuntimeError(f"{self.probe}: register hooks inside the `with PipelineHooks(...)` block")
 
 
 @contextmanager

@@ -38,8 +38,6 @@ inside the block included, stops with :class:`StoreMismatchError`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -49,9 +47,9 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from sdprobe.probes.hooks import PipelineHooks, timestep_of
+from sdprobe.probes.hooks import PipelineHooks
 from sdprobe.models.layers import Layer, layer_map, resolve_layers
-from sdprobe.models import model_label
+from sdprobe.models import model_label, unet_fingerprint
 
 __all__ = [
     "FeatureStore",
@@ -60,7 +58,6 @@ __all__ = [
     "record_features",
     "region_at",
     "swap_features",
-    "unet_fingerprint",
 ]
 
 Feature = Literal["text", "block"]
@@ -138,12 +135,6 @@ class FeatureStore:
         if self.timesteps is None or self.sample_shape is None:
             raise ValueError("this store is empty: run the pipeline inside `with record_features(pipe) as store:`")
         return self
-
-
-def unet_fingerprint(unet: torch.nn.Module) -> str:
-    """A short hash of a U-Net's config: equal for the same architecture, whatever the weights."""
-    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 # ----------------------------------------------------------------------------- argument checks
@@ -264,8 +255,8 @@ def record_features(
         levels=len(pipe.unet.config.block_out_channels),
     )
 
-    def at_step(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        if hooks.clock.step == 0:  # the schedule and the input shape are known at the first step
+    def at_step(step: int, t: float, args: tuple, kwargs: dict) -> None:
+        if step == 0:  # the schedule and the input shape are known at the first step
             timesteps = torch.as_tensor(hooks.clock.scheduler.timesteps).detach().float().cpu()
             if store.steps is None:
                 store.steps = tuple(range(len(timesteps)))
@@ -285,9 +276,9 @@ def record_features(
         return hook
 
     with PipelineHooks(pipe, "record_features") as hooks:
-        hooks.pre_hook(pipe.unet, at_step)
+        hooks.clock.subscribe(step=at_step)
         for layer in chosen:
-            hooks.forward_hook(pipe.unet.get_submodule(_module_path(layer, feature)), make_hook(layer.name))
+            hooks.forward_hook(hooks.target(layer.name, part=feature), make_hook(layer.name))
         yield store
 
 
@@ -348,10 +339,9 @@ def swap_features(
         raise StoreMismatchError(f"this store holds no features ({store.describe()}): nothing could be swapped")
     active = set(wanted)
 
-    def at_step(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    def at_step(step: int, t: float, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs["sample"]
-        _check_store_step(store, hooks.clock.step, timestep_of(args, kwargs), tuple(sample.shape),
-                          type(hooks.clock.scheduler).__name__)
+        _check_store_step(store, step, t, tuple(sample.shape), type(hooks.clock.scheduler).__name__)
 
     def make_hook(name: str) -> Callable:
         masks: dict[tuple[int, int], torch.Tensor] = {}  # the region resized, per layer size
@@ -372,10 +362,10 @@ def swap_features(
         return hook
 
     with PipelineHooks(pipe, "swap_features", several=several) as hooks:
-        hooks.pre_hook(pipe.unet, at_step)
+        hooks.clock.subscribe(step=at_step)
         if active:
-            for layer in resolve_layers(pipe.unet, chosen):
-                hooks.forward_hook(pipe.unet.get_submodule(_module_path(layer, store.feature)), make_hook(layer.name))
+            for name in chosen:
+                hooks.forward_hook(hooks.target(name, part=store.feature), make_hook(name))
         yield
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sdprobe.probes.hooks import PipelineHooks, timestep_of
+from sdprobe.probes.hooks import PipelineHooks
 from sdprobe.models.latents import decode_latents
 
 __all__ = ["Trajectory", "predict_x0", "record_trajectory", "trajectory_gap"]
@@ -130,7 +130,7 @@ def predict_x0(scheduler: Any, model_output: torch.Tensor, timestep: Any, sample
     return _x0(scheduler.config.prediction_type, abar, sample.float() * scale, model_output.float())
 
 
-class _Recorder:
+class _TrajectoryRecorder:
     """The hooks of one :func:`record_trajectory` block."""
 
     def __init__(self, pipe: Any) -> None:
@@ -148,9 +148,8 @@ class _Recorder:
     def _images(self, batch: int) -> int:
         return batch // 2 if getattr(self.pipe, "do_classifier_free_guidance", False) else batch
 
-    def before_unet(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+    def step(self, step: int, t: float, args: tuple, kwargs: dict) -> None:
         sample = args[0] if args else kwargs["sample"]
-        t = timestep_of(args, kwargs)
         x_t = sample[-self._images(sample.shape[0]):].detach().float()  # the halves of a CFG batch are equal
         self.current.latents.append(x_t.cpu())
         self.current.timesteps.append(t)
@@ -205,12 +204,11 @@ def record_trajectory(pipe: Any, *, several: bool = False) -> Iterator[Trajector
     Raises:
         SecondCallError: a second pipeline call inside the block without ``several=True``.
     """
-    recorder = _Recorder(pipe)
+    recorder = _TrajectoryRecorder(pipe)
     if not several:
         recorder.new_call(1)  # filled by the one call; the clock refuses a second
-    with PipelineHooks(pipe, "record_trajectory", several=several,
-                       on_new_call=recorder.new_call if several else None) as hooks:
-        hooks.pre_hook(pipe.unet, recorder.before_unet)
+    with PipelineHooks(pipe, "record_trajectory", several=several) as hooks:
+        hooks.clock.subscribe(call=recorder.new_call if several else None, step=recorder.step)
         hooks.forward_hook(pipe.unet, recorder.after_unet)
         hooks.pre_hook(_decoder_entry(pipe.vae), recorder.before_decode)
         yield recorder.runs if several else recorder.current

@@ -12,7 +12,7 @@ from pathlib import Path
 from sdprobe.paths import MODELS_DIR
 from sdprobe.toy import architecture as arch
 from sdprobe.toy.evaluate import GATES, TARGETS, bars_met, measured
-from sdprobe.toy.world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, WORLD_VERSION
+from sdprobe.world import BACKGROUNDS, HALF_SIZES, PALETTE, SHAPES, WORLD_VERSION
 
 __all__ = ["BAR_NAMES", "bars_table", "learning_curves", "loss_curves", "report_rows", "write_card"]
 
@@ -218,7 +218,7 @@ def write_card(folder: Path = MODELS_DIR / "toy") -> Path:
         f"{HALF_SIZES[3][1]} in counts of three; no texture is finer than the latent grid (grass rows 16 px high, "
         "smooth gradients for snow and sky). Captions come from templates (\"a red circle on the field\", "
         "\"three blue squares in the snow\", \"a red square and a white dog\", \"a white dog runs across the field\"). "
-        "Every scene has per-object masks and boxes and is drawn from its seed (`sdprobe.toy.world`); training, "
+        "Every scene has per-object masks and boxes and is drawn from its seed (`sdprobe.world`); training, "
         "milestone validation and the evaluation below use disjoint seeds.",
         "",
         "## Architecture",

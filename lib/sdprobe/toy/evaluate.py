@@ -1,9 +1,9 @@
 """Judge generated toy-world images with the world's own segmentation.
 
 For a prompt such as ``"a red square and a white dog on the field"`` the judge parses what was
-asked (:func:`~sdprobe.toy.world.parse_prompt`), finds the palette-coloured objects in the image
-(:func:`~sdprobe.toy.world.segment`), decides object by object whether it is there and in which
-colour, and names the background (:func:`~sdprobe.toy.world.background_of`). Prompts come from
+asked (:func:`~sdprobe.world.parse_prompt`), finds the palette-coloured objects in the image
+(:func:`~sdprobe.world.segment`), decides object by object whether it is there and in which
+colour, and names the background (:func:`~sdprobe.world.background_of`). Prompts come from
 held-out scene seeds (below the training seeds). From the shell::
 
     python -m sdprobe.toy.evaluate --images 128     # writes data/models/toy/evaluation.json
@@ -29,12 +29,11 @@ from sdprobe.analysis.heatmaps import DEFAULT_THRESHOLD
 from sdprobe.analysis.metrics import ImageJudgement, mask_iou
 from sdprobe.progress import progress
 from sdprobe.analysis.stats import bootstrap_ci, rate
-from sdprobe.toy.world import Detection, Scene, background_of, parse_prompt, sample_scene, segment
+from sdprobe.world import EVAL_SEEDS_FROM, Detection, Scene, background_of, parse_prompt, sample_scene, segment
 
-__all__ = ["EVAL_SEEDS_FROM", "GATES", "KINDS", "TARGETS", "Verdict", "bars_met", "evaluate", "evaluation_prompts",
+__all__ = ["GATES", "KINDS", "TARGETS", "Verdict", "bars_met", "evaluate", "evaluation_prompts",
            "evaluation_scenes", "generate", "judge", "judge_images", "measured", "vae_roundtrip"]
 
-EVAL_SEEDS_FROM = 500_000  # training draws scenes from seed 1,000,000 on
 
 
 @dataclass(frozen=True)
@@ -228,15 +227,10 @@ def _heatmap_iou(trace, image: int, picture: Image.Image, prompt: str, threshold
 def open_prompts() -> list[str]:
     """Sixteen prompts that leave colour and background open ("a star", "two dogs", …): what the
     seed is free to change, for measuring variety."""
-    from sdprobe.toy.world import PLURALS, SHAPES
+    from sdprobe.world import PLURALS, SHAPES
 
     return ([f"a {s}" for s in SHAPES] + [f"two {PLURALS[s]}" for s in SHAPES]
             + [f"three {PLURALS[s]}" for s in SHAPES] + ["a dog runs across the field"])
-
-
-def appearance(image: Image.Image | np.ndarray) -> tuple[tuple[str, ...], str | None]:
-    """What an image shows apart from shapes: the colours of the objects found and the background."""
-    return tuple(sorted({d.colour for d in segment(image) if d.colour})), background_of(image)
 
 
 def outlines(image: Image.Image | np.ndarray, word: str) -> list[np.ndarray]:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sdprobe.toy.world import Scene
+from sdprobe.probes.attention import CrossAttentionRecorder, CrossAttentionSite, cross_attention_sites
+from sdprobe.probes.hooks import ModuleHooks
+from sdprobe.world import Scene
 
 __all__ = ["GROUPS", "MASK_SIZE", "attention_maps", "grounding_loss", "grounding_targets", "pixel_loss"]
 
@@ -60,47 +61,22 @@ def grounding_targets(scene: Scene, size: int = MASK_SIZE) -> tuple[np.ndarray, 
     return masks, tokens
 
 
-class _Recorder:
-    """Attention processor for one ``attn2``: diffusers' scaled-dot-product output, plus the
-    head-averaged attention probabilities ``[B, HW, T]`` (with gradients) appended to ``store``."""
-
-    def __init__(self, store: list[torch.Tensor]):
-        self.store = store
-
-    def __call__(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None = None,
-                 attention_mask: torch.Tensor | None = None, temb: torch.Tensor | None = None, *args, **kwargs):
-        residual = hidden_states
-        b, c, h, w = hidden_states.shape if hidden_states.ndim == 4 else (hidden_states.shape[0], 0, 0, 0)
-        if hidden_states.ndim == 4:
-            hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
-        d = key.shape[-1] // attn.heads
-        query, key, value = (x.view(x.shape[0], -1, attn.heads, d).transpose(1, 2) for x in (query, key, value))
-        self.store.append((query @ key.transpose(-1, -2) * attn.scale).softmax(-1).mean(1))
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask)
-        out = attn.to_out[1](attn.to_out[0](out.transpose(1, 2).reshape(out.shape[0], -1, attn.heads * d)))
-        if out.ndim == 3 and residual.ndim == 4:
-            out = out.transpose(-1, -2).reshape(b, c, h, w)
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
-
-
 @contextmanager
 def attention_maps(unet: torch.nn.Module) -> Iterator[list[torch.Tensor]]:
     """Record the cross-attention probabilities of the down- and up-block layers during the
-    forward passes inside the block (a list, one ``[B, HW, 77]`` tensor per layer and pass).
-    The U-Net's processors are restored on exit, also after an exception."""
+    forward passes inside the block (a list, one head-averaged ``[B, HW, 77]`` tensor per layer and
+    pass, with their gradients). Attached through :class:`~sdprobe.probes.hooks.ModuleHooks`, so the
+    U-Net's processors are restored on exit, also after an exception."""
     store: list[torch.Tensor] = []
-    before = unet.attn_processors
-    wanted = {name: _Recorder(store) for name in before
-              if name.endswith("attn2.processor") and not name.startswith("mid_block")}
-    unet.set_attn_processor({name: wanted.get(name, proc) for name, proc in before.items()})
-    try:
+
+    def keep(site: CrossAttentionSite, probs: torch.Tensor) -> None:
+        store.append(probs.mean(1))
+
+    with ModuleHooks(unet, "attention_maps") as hooks:
+        for site in cross_attention_sites(unet):
+            if site.layer != "MID":
+                hooks.processor(site.path, CrossAttentionRecorder(keep, site, output="fused"))
         yield store
-    finally:
-        unet.set_attn_processor(before)
 
 
 def grounding_loss(maps: list[torch.Tensor], masks: torch.Tensor, tokens: torch.Tensor,

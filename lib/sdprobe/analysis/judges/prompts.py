@@ -101,7 +101,7 @@ class StructuredPrompt:
         Raises:
             ValueError: the text names none of the world's shapes.
         """
-        from sdprobe.toy.world import BACKGROUNDS, parse_prompt
+        from sdprobe.world import BACKGROUNDS, parse_prompt
 
         spec = parse_prompt(text)
         objects = tuple(ObjectClause(shape, colour, count) for colour, shape, count in spec.groups)

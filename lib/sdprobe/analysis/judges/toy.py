@@ -1,7 +1,7 @@
 """The toy world's exact judge behind the judges' interface: its own segmentation, no model.
 
 A toy picture is judged by the world that drew its training scenes
-(:func:`sdprobe.toy.world.segment`): every palette-coloured blob is an instance, named by the
+(:func:`sdprobe.world.segment`): every palette-coloured blob is an instance, named by the
 shape its outline fits best, in the palette colour of its pixels. The readings are exactly the
 toy evaluation's (:func:`sdprobe.toy.evaluate.judge`), so the toy chapters' numbers do not
 depend on which path asked.
@@ -30,7 +30,7 @@ class ToyJudge:
 
     def read(self, images: Sequence[Any], prompts: Sequence[StructuredPrompt]) -> list[Reading]:
         """Read every picture against its prompt, whose nouns must be the world's shapes."""
-        from sdprobe.toy.world import SHAPES, background_of, segment
+        from sdprobe.world import SHAPES, background_of, segment
 
         pictures, prompts = [to_pil(im) for im in images], list(prompts)
         if len(pictures) != len(prompts):
@@ -54,6 +54,6 @@ class ToyJudge:
         """What each picture shows apart from its shapes, all of it: the colours of every object
         the world finds and the background (what a seed can change). ``prompts`` and
         ``readings`` are not needed: the world sees every object whatever was asked."""
-        from sdprobe.toy.evaluate import appearance
+        from sdprobe.world import appearance
 
         return [appearance(im) for im in images]

@@ -44,7 +44,7 @@ from typing import Any
 import torch
 
 from sdprobe.analysis.boxes import Box
-from sdprobe.models import family_of, model_label
+from sdprobe.models import family_of, model_label, unet_fingerprint
 from sdprobe.models.tokens import prompt_tokens, token_indices
 from sdprobe.probes.hooks import execution_device, stop_after
 from sdprobe.probes.transplant.chroma_key import chroma_key_noise, default_shift_target
@@ -66,7 +66,6 @@ def schedule_length(pipe, num_inference_steps: int) -> int:
 def seedling_provenance(pipe, num_inference_steps: int) -> dict[str, Any]:
     """What a seedling's latent depends on besides its noise: the model, its U-Net architecture,
     the scheduler and the timesteps of the schedule (JSON-ready)."""
-    from sdprobe.probes.swap import unet_fingerprint
 
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)  # leave the pipe's own alone
     scheduler.set_timesteps(num_inference_steps)
@@ -344,8 +343,8 @@ def transplant_seedlings(
     rescale = (t_transplant == 0) if rescale is None else rescale
     boxes = [o.box for o in seedlings.objects]
     noise = _draw_noise(pipe, num_images, h, w, seed)
-    # full prompt first: sdprobe.trace_attention keys its words on the first text-encoder run, so
-    # a trace of this call reads the maps by the full prompt's words (meaningful from t_transplant on)
+    # a trace of this call reads its words from the embeddings the U-Net is given last: the full
+    # prompt's (its maps are the full prompt's from t_transplant on)
     full = _encode(pipe, [prompt] * num_images, negative_prompt, guidance_scale)
     background = _encode(pipe, [background_prompt] * num_images, negative_prompt, guidance_scale) if t_transplant else {}
     planted: dict[str, torch.Tensor] = {}

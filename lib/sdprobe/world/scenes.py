@@ -30,6 +30,11 @@ __all__ = [
     "background_phrase",
     "COUNT_WORDS",
     "DOCUMENT_ANALOGUES",
+    "GRASS_ROW",
+    "HALF_SIZES",
+    "WORLD_VERSION",
+    "background_array",
+    "EVAL_SEEDS_FROM",
     "IMAGE_SIZE",
     "PALETTE",
     "PLURALS",
@@ -38,6 +43,7 @@ __all__ = [
     "PromptSpec",
     "Scene",
     "ToyObject",
+    "appearance",
     "background_of",
     "caption_corpus",
     "edit_scene",
@@ -377,6 +383,10 @@ def make_scene(
     return Scene(background, objs, text, kind, texture_seed=int(rng.integers(1 << 16)), size=size)
 
 
+#: Evaluation scenes are drawn from this seed on; training draws its scenes from 1,000,000 on.
+EVAL_SEEDS_FROM = 500_000
+
+
 def sample_scene(seed: int, kind: Kind | None = None, size: int = IMAGE_SIZE) -> Scene:
     """The scene of ``seed``: 40 % single objects, 30 % two different objects, 30 % counts."""
     rng = np.random.default_rng([seed, 0])
@@ -628,3 +638,8 @@ def segment(image: Image.Image | np.ndarray, min_area: int = 40) -> list[Detecti
             box = (int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max()))
             found.append(Detection(colour, shape, iou, box, area, mask))
     return found
+
+
+def appearance(image: Image.Image | np.ndarray) -> tuple[tuple[str, ...], str | None]:
+    """What an image shows apart from shapes: the colours of the objects found and the background."""
+    return tuple(sorted({d.colour for d in segment(image) if d.colour})), background_of(image)
