@@ -156,6 +156,11 @@ def attention_probabilities(query: torch.Tensor, key: torch.Tensor, mask: torch.
     return scores.softmax(dim=-1, dtype=torch.float32)
 
 
+def _check_output(output: Any) -> None:
+    if output not in ("probabilities", "fused"):
+        raise ValueError(f"output must be 'probabilities' or 'fused', not {output!r}")
+
+
 class CrossAttentionRecorder:
     """Attention processor for one ``attn2`` module: the attention probabilities, formed once and
     handed to a listener, and the module's output.
@@ -172,8 +177,7 @@ class CrossAttentionRecorder:
     def __init__(self, listener: AttentionListener, site: CrossAttentionSite,
                  outer: CrossAttentionRecorder | None = None, *,
                  output: Literal["probabilities", "fused"] = "probabilities"):
-        if output not in ("probabilities", "fused"):
-            raise ValueError(f"output must be 'probabilities' or 'fused', not {output!r}")
+        _check_output(output)
         self.site, self.output = site, output
         self.listeners: list[AttentionListener] = [listener, *(outer.listeners if outer is not None else [])]
 
@@ -625,8 +629,7 @@ def trace_attention(
             lists the valid ones.
         SecondCallError: a second pipeline call inside the block without ``several=True``.
     """
-    if output not in ("probabilities", "fused"):
-        raise ValueError(f"output must be 'probabilities' or 'fused', not {output!r}")
+    _check_output(output)
     unet = unet_of(pipe, "trace_attention")
     sites = cross_attention_sites(unet, layers)
     encoder = pipe.text_encoder if getattr(pipe, "text_encoder", None) is not None else getattr(pipe, "text_encoder_2", None)

@@ -156,7 +156,6 @@ class StepClock:
         self.timesteps: list[float] = []
         self.calls = 0
         self.scheduler: Any = None
-        self._encoded_since_unet = False
         self._unet_since_encode = True  # the first encoding of the block starts a call's prompts
         self._listeners: dict[str, list[Callable[..., None]]] = {"call": [], "step": [], "encode": []}
 
@@ -175,8 +174,6 @@ class StepClock:
                 self._listeners[event].append(fn)
 
     def before_text_encoder(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        if self.timesteps:  # the prompt is encoded before the denoising loop: a new call is starting
-            self._encoded_since_unet = True
         first, self._unet_since_encode = self._unet_since_encode, False
         for fn in self._listeners["encode"]:
             fn(module, args, kwargs, first)
@@ -192,14 +189,15 @@ class StepClock:
             self.step, self.timesteps, self.scheduler = -1, [], self.pipe.scheduler
             for fn in self._listeners["call"]:
                 fn(self.calls)
-        self._encoded_since_unet, self._unet_since_encode = False, True
+        self._unet_since_encode = True
         self.step += 1
         self.timesteps.append(t)
         for fn in self._listeners["step"]:
             fn(self.step, t, args, kwargs)
 
     def _starts_new_call(self, t: float) -> bool:
-        if not self.timesteps or self._encoded_since_unet or t > self.timesteps[-1]:
+        # a prompt encoded since the last step: the encoding that opens a new call
+        if not self.timesteps or not self._unet_since_encode or t > self.timesteps[-1]:
             return True
         if t < self.timesteps[-1]:
             return False
