@@ -36,12 +36,13 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 NOTEBOOKS ?= all
 PRESETS   ?= default
 
-.PHONY: install book execute html test check chromium rerun toy clean help
+.PHONY: install book execute html test check chromium lab rerun toy clean help
 
 help:
 	@echo "make book   install, execute every notebook on the toy model, build the HTML book into $(BUILD)"
 	@echo "make test   install, build the book from committed outputs, run the library, notebook and page tests"
 	@echo "make check  the developers' quick loop: the library tests without notebooks, pages, Ray or training"
+	@echo "make lab    open the notebooks in JupyterLab, on the project's kernel (.venv, pinned arithmetic)"
 	@echo "make rerun  NOTEBOOKS='00 01' PRESETS='default paper' [RAY=local|ADDRESS] [ONLINE=1]  batch papermill reruns into runs/"
 	@echo "            (any target: ARITHMETIC=native lifts the pinned AVX2 arithmetic; faster, other last digits)"
 	@echo "make toy    retrain the embedded toy model from scratch into data/models/toy (CPU, several hours; resumable)"
@@ -73,11 +74,22 @@ html: install
 book: execute html
 	@echo "The book is in $(BUILD)/index.html"
 
-# Debian's Chromium for the page checks; installed once, as root or through sudo.
+# Debian's Chromium for the page checks, and CJK fonts so that the Japanese titles of the sources
+# render as text, not boxes; installed once, as root or through sudo.
 chromium:
-	@test -x /usr/bin/chromium || { \
+	@{ test -x /usr/bin/chromium && fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium fonts-noto-cjk; }
+
+# JupyterLab on the project's kernel: the .venv's Python, registered as "sdprobe" with the pinned
+# arithmetic and offline Hub in its environment, so a cell run by hand prints the book's digits.
+# jupytext pairs each .ipynb with its .py on save. Committed outputs still come from make execute.
+LAB_PORT ?= 8888
+lab: install
+	$(BIN)/python -m pip install -q "jupyterlab>=4" 2>&1 | (grep -v "^WARNING: Location" || true)
+	$(BIN)/python -m sdprobe.book.lab $(VENV)
+	$(BIN)/jupyter lab --port=$(LAB_PORT) --notebook-dir=. --ServerApp.default_url=/lab/tree/notebooks \
+	  --KernelSpecManager.allowed_kernelspecs=sdprobe --MappingKernelManager.default_kernel_name=sdprobe
 
 # Two pytest workers, one torch thread each: the toy's small tensors keep two threads of one
 # process half idle, so two processes get through the notebooks and tests about 1.5x faster.

@@ -119,7 +119,8 @@ def browser():
 def test_the_book_was_built():
     assert (HTML / "index.html").is_file(), f"no book in {HTML}: run `make html` first"
     names = {p.relative_to(HTML).as_posix() for p in book_pages()}
-    assert {"book/intro.html", "book/bibliography.html", "book/api.html",
+    assert {"notebooks/intro.html", "notebooks/findings.html", "book/glossary.html", "book/teaching.html",
+            "book/bibliography.html", "book/api.html",
             "notebooks/00_how_stable_diffusion_works.html"} <= names
 
 
@@ -201,3 +202,70 @@ def _exercise_players(tab) -> list[dict]:
 def _is_foreign(url: str, server: str) -> bool:
     parsed = urlparse(url)
     return parsed.scheme in {"http", "https", "ws", "wss"} and f"{parsed.scheme}://{parsed.netloc}" != server
+
+
+# ----------------------------------------------------------------------------- reading and teaching
+
+# Chapters with a slider over precomputed runs (guidance, DAAM's threshold, t_transplant, the layer).
+WITH_SLIDERS = {"00_how_stable_diffusion_works", "01_generation_process_heatmaps", "03_seedling_transplant",
+                "04_unet_feature_swap"}
+#: Sentences about the book's own making, which have no place in what readers read.
+BUILD_NOTES = ("An earlier version of this chapter", "lent GPU", "before its hooks were unified",
+               "has not yet been run", "this session", "the previous session")
+
+_TEACHING_CHECKS = """() => {
+  const imgs = [...document.querySelectorAll('article img')].filter(i => i.clientWidth >= 64
+      && !/\\.svg($|\\?)/.test(i.currentSrc || i.src));
+  const soft = imgs.filter(i => i.naturalWidth < 2 * i.clientWidth - 2)
+      .map(i => `${(i.alt || i.src).slice(0, 50)}: ${i.naturalWidth} px shown at ${i.clientWidth}`);
+  const pathAlt = imgs.filter(i => !i.closest('.animation') && (!i.alt || /\\.(png|jpe?g)$/.test(i.alt)))
+      .map(i => i.src.slice(-40));
+  const h1 = document.querySelector('article h1');
+  const box = document.querySelector('article .sdprobe-finding');
+  const firstH2 = document.querySelector('article h2');
+  const boxGap = h1 && box ? box.getBoundingClientRect().top - h1.getBoundingClientRect().bottom : null;
+  const exercises = document.querySelector('section#try-it-yourself');
+  const hints = exercises ? [...exercises.querySelectorAll('details.sd-dropdown summary')]
+      .filter(s => /Hint/.test(s.textContent)).length : 0;
+  const solutions = exercises ? [...exercises.querySelectorAll('div.admonition.dropdown')]
+      .filter(d => /Solution/.test(d.querySelector('.admonition-title')?.textContent || '')).length : 0;
+  // exercises are "**1. Title**" paragraphs or the items of a numbered list "1. **Title**"
+  const numbered = exercises ? [...exercises.querySelectorAll('p > strong')]
+      .filter(s => /^\\d+\\./.test(s.textContent.trim())).length
+      + exercises.querySelectorAll(':scope > ol > li').length : 0;
+  return {soft, pathAlt, boxGap, boxFirst: !!(box && (!firstH2 || box.compareDocumentPosition(firstH2) & 4)),
+          hints, solutions, numbered, sliders: document.querySelectorAll('div.sdprobe-slider').length,
+          findings: document.querySelectorAll('table.sdprobe-findings-table tbody tr:not(.sdprobe-chapter)').length,
+          text: document.body.innerText};
+}"""
+
+
+@pytest.mark.parametrize("page", book_pages(), ids=lambda p: p.relative_to(HTML).as_posix())
+def test_page_reads_and_teaches(page, server, browser):
+    context = browser.new_context(viewport=VIEWPORT)
+    tab = context.new_page()
+    try:
+        tab.goto(f"{server}/{page.relative_to(HTML).as_posix()}", wait_until="load")
+        tab.wait_for_load_state("networkidle")
+        found = tab.evaluate(_TEACHING_CHECKS)
+    finally:
+        context.close()
+    notes = [n for n in BUILD_NOTES if n in found["text"]]
+    assert not notes, f"build notes in the reader's text: {notes}"
+    assert not found["soft"], f"figures served below twice their displayed width: {found['soft']}"
+    assert not found["pathAlt"], f"figures whose alt text is a file name: {found['pathAlt']}"
+    chapter = page.parent.name == "notebooks" and page.stem[:2].isdigit()
+    if chapter:
+        assert found["boxGap"] is not None and found["boxFirst"] and found["boxGap"] < 60, \
+            f"the chapter does not open with its finding box: {found['boxGap']}"
+        assert found["numbered"] >= 3, f"no numbered exercises found ({found['numbered']})"
+        assert found["hints"] >= found["numbered"] and found["solutions"] >= found["numbered"], \
+            f"{found['numbered']} exercises, {found['hints']} hints, {found['solutions']} folded solutions"
+    if page.stem in WITH_SLIDERS:
+        assert found["sliders"] >= 1, "the chapter's slider over precomputed runs is missing"
+    if page.stem == "findings":
+        from sdprobe.book.findings import chapter_reports
+        from sdprobe.paths import NOTEBOOKS_DIR
+
+        rows = sum(len(r["rows"]) for r in chapter_reports(NOTEBOOKS_DIR).values())
+        assert rows >= 40 and found["findings"] == rows, f"{found['findings']} of {rows} report rows listed"

@@ -49,7 +49,7 @@ def test_the_cross_attention_table_has_one_row_per_text_layer(pipes):
 
 
 def _png(fig) -> bytes:
-    return fig._repr_png_()
+    return fig._repr_png_()[0]
 
 
 def test_figures_give_the_same_bytes_every_time():

@@ -76,11 +76,15 @@ def test_report_escapes_cells_and_formats_floats():
 
 def test_report_rows_travel_in_the_output_metadata(monkeypatch):
     shown = []
-    monkeypatch.setattr("IPython.display.display", lambda obj, metadata=None: shown.append((obj.data, metadata)))
-    assert reproduction_report([{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]) is None
-    (table, rows), (box, none) = shown  # the table carries the rows; the "what we found" box follows
-    assert rows == {REPORT_KEY: [{"what": "x", "paper": "1", "ours": "2", "model": "toy"}]} and none is None
-    assert "sdprobe-report" in table and "What we found" in box
+    monkeypatch.setattr("IPython.display.display", lambda obj, metadata=None, raw=False: shown.append(
+        (obj if raw else obj.data, metadata)))
+    row = {"what": "x", "paper": "1", "ours": "2", "model": "toy", "verdict": "holds"}
+    assert reproduction_report([row]) is None
+    # the table carries the rows; the "what we found" box follows; the opening finding box is glued
+    (table, rows), (box, none), (glued, scrap) = shown
+    assert rows == {REPORT_KEY: [row]} and none is None
+    assert "sdprobe-report" in table and "What we found" in box and "<em>holds</em>: the whole 95 % interval" in table
+    assert scrap["scrapbook"]["name"] == "finding" and "1 claim<" in glued["application/papermill.record/text/html"]
 
 
 @pytest.mark.parametrize("value, message", [([2, 2], "expected different items, got [2, 2]"),
@@ -102,3 +106,16 @@ def test_chapter_01_refuses_a_diff_pair_that_is_not_two_steps_before_drawing(tmp
         execute_notebook(NOTEBOOKS_DIR / "01_generation_process_heatmaps.py", tmp_path / "01.ipynb",
                          {"diff_pair": pair}, progress_bar=False)
     assert "nan" not in err.value.summary
+
+
+def test_the_lab_kernel_starts_with_the_books_pinned_offline_environment(tmp_path):
+    import json
+
+    from sdprobe.arithmetic import PINNED
+    from sdprobe.book.lab import install_kernel
+
+    spec = json.loads((install_kernel(tmp_path) / "kernel.json").read_text())
+    assert spec["env"]["HF_HUB_OFFLINE"] == "1" and spec["env"]["PYTHONHASHSEED"] == "0"
+    if all(spec["env"].get(k) == v for k, v in PINNED.items()):  # pinnable here: the pin travels
+        assert spec["env"]["SDPROBE_ARITHMETIC"] == "avx2"
+    assert spec["argv"][0].endswith("python") or "python" in spec["argv"][0]

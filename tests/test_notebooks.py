@@ -13,6 +13,8 @@ from sdprobe.book.notebook import declared_parameters
 from sdprobe.paths import NOTEBOOKS_DIR, PRESETS_DIR
 
 SOURCES = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.py"))
+#: Every executed page: the chapters, and the pages that gather their reports (runs.FINDINGS).
+PAGES = SOURCES + [NOTEBOOKS_DIR / "findings.py", NOTEBOOKS_DIR / "intro.py"]
 PRESETS = sorted(PRESETS_DIR.glob("*/*.yaml"))
 
 
@@ -24,7 +26,7 @@ def cell_contents(nb: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]
     return [(c.cell_type, c.source.strip(), sorted(c.metadata.get("tags", []))) for c in nb.cells]
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", PAGES, ids=lambda p: p.stem)
 def test_py_and_ipynb_are_in_sync(source):
     paired = source.with_suffix(".ipynb")
     assert paired.is_file(), f"{paired.name} is missing: run `make execute` (or make book)"
@@ -32,10 +34,10 @@ def test_py_and_ipynb_are_in_sync(source):
     assert "injected-parameters" not in str(cell_contents(executed)), "committed outputs ran with injected parameters"
     assert cell_contents(executed) == cell_contents(jupytext.read(source)), (
         f"{source.name} and {paired.name} differ: re-execute with "
-        f"`python -m sdprobe.book.runs book --notebooks {source.stem[:2]}`")
+        f"`make execute` (python -m sdprobe.book.runs book)")
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", PAGES, ids=lambda p: p.stem)
 def test_committed_outputs_are_complete_and_error_free(source):
     nb = nbformat.read(source.with_suffix(".ipynb"), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -45,7 +47,7 @@ def test_committed_outputs_are_complete_and_error_free(source):
     assert any("image/png" in o.get("data", {}) for c in code for o in c.outputs), "no figure was rendered"
 
 
-@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", PAGES, ids=lambda p: p.stem)
 def test_parameters_are_checked_right_after_the_parameters_cell(source):
     cells = jupytext.read(source).cells
     index = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
@@ -102,3 +104,37 @@ def test_default_presets_match_the_notebook_defaults():
         preset = yaml.safe_load((folder / "default.yaml").read_text()) or {}
         preset.pop("grid", None)
         assert {k: defaults[k] for k in preset} == preset, folder.name
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_chapter_opens_with_its_finding_box_and_a_glance_at_its_aims(source):
+    text = source.read_text()
+    title = text.index("\n# # ")
+    assert text.index("# ```{glue} finding") - title < 80, f"{source.name}: the finding box is not under the title"
+    assert ":::{admonition} At a glance" in text and "**Objectives" in text and "**Time" in text
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_every_exercise_has_a_hint_and_a_folded_solution(source):
+    tail = source.read_text().split("# ## Try it yourself", 1)[1]
+    exercises = [line for line in tail.splitlines()
+                 if line.startswith("# **") and line[4:5].isdigit() or line[2:3].isdigit() and line[3:6] == ". *"]
+    assert exercises, f"{source.name}: no numbered exercise"
+    assert tail.count(":::{dropdown} Hint") >= len(exercises), f"{source.name}: an exercise lacks a hint"
+    assert tail.count(":::{admonition} Solution") >= len(exercises), f"{source.name}: an exercise lacks a solution"
+    assert tail.count(":class: dropdown") >= len(exercises), f"{source.name}: a solution is not folded"
+
+
+@pytest.mark.parametrize("source", PAGES, ids=lambda p: p.stem)
+def test_code_lines_fit_the_page(source):
+    long = [(k, line) for c in jupytext.read(source).cells if c.cell_type == "code"
+            for k, line in enumerate(c.source.splitlines()) if len(line) > 88]
+    assert not long, f"{source.name}: code lines over 88 characters: {long[:3]}"
+
+
+@pytest.mark.parametrize("source", PAGES, ids=lambda p: p.stem)
+def test_every_folded_cell_says_what_it_hides(source):
+    folded = [c for c in jupytext.read(source).cells if c.cell_type == "code"
+              and {"hide-input", "hide-cell"} & set(c.metadata.get("tags", []))]
+    unlabelled = [c.source.splitlines()[0] for c in folded if "code_prompt_show" not in c.metadata.get("mystnb", {})]
+    assert not unlabelled, f"{source.name}: folded cells with the default toggle label: {unlabelled}"

@@ -24,7 +24,8 @@ def test_image_rows_draws_one_axis_per_strip_with_its_label():
     fig = plots.image_rows(strips, ["a", "b", "c"], columns=["one", "two", "three", "four"], title="t")
     assert [ax.get_ylabel() for ax in fig.axes] == ["a", "b", "c"]
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["one", "two", "three", "four"]
-    assert fig._repr_png_().startswith(b"\x89PNG")
+    png, meta = fig._repr_png_()
+    assert png.startswith(b"\x89PNG") and meta["alt"] == "t"
 
 
 def test_image_rows_rejects_a_label_count_that_does_not_match():
@@ -72,3 +73,46 @@ def test_a_title_as_long_as_a_long_prompt_keeps_three_lines_and_never_reaches_th
     top = fig._suptitle.get_window_extent(renderer)
     for ax in fig.axes:
         assert ax.title.get_window_extent(renderer).y1 <= top.y0 + 1, "a panel title runs into the figure title"
+
+
+def test_a_book_figure_is_rendered_at_twice_the_width_it_is_shown_at_with_its_title_as_alt_text():
+    import io
+
+    from PIL import Image
+
+    fig = plots.new_figure(figsize=(4.0, 2.0))  # widened to the column, aspect kept
+    assert tuple(fig.get_size_inches()) == (plots.MAX_WIDTH, 2.0 * plots.MAX_WIDTH / 4.0)
+    fig.subplots().set_title("a panel")
+    png, meta = fig._repr_png_()
+    assert Image.open(io.BytesIO(png)).width == 2 * meta["width"] == 1360
+    assert meta["alt"] == "a panel"
+    fig.suptitle("Fig. 1 — the whole figure")
+    assert fig._repr_png_()[1]["alt"] == "Fig. 1 — the whole figure"
+
+
+def test_a_slider_shows_one_precomputed_run_per_value_and_names_them():
+    from sdprobe.book.plots import slider
+
+    frames = [[np.full((16, 16, 3), 40 * k, dtype=np.uint8)] for k in range(4)]
+    shown = slider(frames, ["picture"], [1, 3, 7.5, 12], name="guidance scale", title="demo")
+    assert repr(shown) == "<slider: picture at 1, 3, 7.5, 12 — demo>"
+    assert 'class="sdprobe-player sdprobe-slider"' in shown._repr_html_()
+    assert shown.html.count("frames[3]") == 1 and "frames[4]" not in shown.html and "http://" not in shown.html
+    with pytest.raises(ValueError, match="one value per frame"):
+        slider(frames, ["picture"], [1, 3], name="guidance scale")
+
+
+def test_a_grid_too_wide_for_readable_panels_is_cut_into_blocks_that_keep_their_rows():
+    from sdprobe.book.plots.grids import MAX_COLUMNS, MIN_PANEL
+
+    images = [np.full((8, 8, 3), k, dtype=np.uint8) for k in range(16)]  # 2 rows × 8 columns
+    titles = [f"{'frame' if k < 8 else 'map'} {k % 8}" for k in range(16)]
+    fig = plots.image_grid(images, titles, cols=8, size=2.0, keep_rows=True)
+    shown = [ax.get_title() for ax in fig.axes if ax.get_images()]
+    assert MAX_COLUMNS == 5 and len(shown) == 16
+    # 8 columns become two blocks of 4; each block shows its frames, then their maps
+    assert shown[:8] == ["frame 0", "frame 1", "frame 2", "frame 3", "map 0", "map 1", "map 2", "map 3"]
+    assert fig.get_figwidth() / 4 >= MIN_PANEL
+    flat = plots.image_grid(images, titles, cols=6, size=1.0)  # a list wrapped: reading order kept
+    assert [ax.get_title() for ax in flat.axes if ax.get_images()] == titles
+    assert flat.get_figwidth() / 3 >= MIN_PANEL

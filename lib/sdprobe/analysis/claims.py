@@ -10,11 +10,19 @@ number or wording), and the rule that turns our measurement into a verdict::
         unit: percentage points          # how ``ours`` reads
         rule: {above: 0}                 # the 95 % interval of ours lies above 0
 
-A rule holds exactly one comparison, ``above`` or ``below`` a threshold (judged on the 95 %
-interval, or on the p-value when the rule names ``alpha``), or ``at_most``/``at_least`` for a
-measurement without sampling noise. ``mechanism: true`` marks a row that checks how the model
-works rather than what it draws; met, its verdict reads ``mechanism``. :func:`verdict` is the
-only place where a verdict is decided; notebooks never write one.
+A rule holds exactly one comparison:
+
+* ``above`` or ``below`` a threshold, judged on the 95 % interval; a rule that names a test's
+  ``alpha`` also needs the test's p-value below it (interval and test must agree);
+* ``within: m``, the equivalence rule of a control: it holds when the whole 95 % interval lies
+  inside ±m (m stated in the reference file before the run), does not hold when the interval
+  lies wholly outside, and is otherwise inconclusive;
+* ``at_most``/``at_least``, for a measurement without sampling noise (a computation's
+  property, such as a mask leaving a token unchanged).
+
+``mechanism: true`` marks a row that checks how the model works rather than what it draws;
+met, its verdict reads ``mechanism``. :func:`verdict` is the only place where a verdict is
+decided; notebooks never write one. The verdict words are defined once, in :data:`MEANINGS`.
 
 The engine refuses, in one line naming the value, what it cannot judge: a threshold or α that is
 not a finite number (α in (0, 1)), an estimate that is not finite, an interval that is inverted,
@@ -32,14 +40,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NOT_MEASURED", "VERDICTS", "ReferenceFileError", "claim_row", "describe_rule", "load_reference",
+__all__ = ["MEANINGS", "NOT_MEASURED", "VERDICTS", "ReferenceFileError", "claim_row", "describe_rule", "load_reference", "rule_threshold",
            "unmeasured_row", "verdict"]
 
 #: The verdict of a claim that could not be measured on a run (its row says why, in ``reason``).
 NOT_MEASURED = "not measured"
 #: Every verdict a row can carry.
 VERDICTS = ("holds", "does not hold", "inconclusive", "mechanism", NOT_MEASURED)
-_COMPARISONS = ("above", "below", "at_most", "at_least")
+#: What each verdict word means, as the glossary and every report's caption say it.
+MEANINGS = {
+    "holds": "the whole 95 % interval lies on the claimed side of the rule's threshold (and a named "
+             "test agrees at its α); for a control, inside its equivalence margin",
+    "does not hold": "the whole interval lies on the other side (a named test agreeing), or a "
+                     "noise-free measurement misses its bar",
+    "inconclusive": "the interval straddles the threshold or the margin, or interval and test disagree: "
+                    "these images cannot tell",
+    "mechanism": "a property of the computation (no sampling noise) that the claim's explanation needs, met",
+    NOT_MEASURED: "this run could not measure the claim; the row says why",
+}
+_COMPARISONS = ("above", "below", "within", "at_most", "at_least")
 _RULE_KEYS = {*_COMPARISONS, "alpha", "mechanism"}
 
 
@@ -62,6 +81,8 @@ def _check_rule(rule: Mapping[str, Any], where: str) -> None:
     kind = comparisons[0]
     if not _is_number(rule[kind]):
         raise ReferenceFileError(f"{where}: the threshold of {kind} must be a finite number, not {rule[kind]!r}")
+    if kind == "within" and rule[kind] <= 0:
+        raise ReferenceFileError(f"{where}: the margin of within must be above 0, not {rule[kind]!r}")
     if "alpha" in rule:
         if kind not in ("above", "below"):
             raise ReferenceFileError(f"{where}: alpha goes with above/below, not {kind}")
@@ -111,17 +132,29 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
     if kind in ("at_most", "at_least"):
         sign = "≤" if kind == "at_most" else "≥"
         return f"{good} if ours {sign} {x:g}; otherwise does not hold"
+    if kind == "within":
+        return (f"{good} if the 95 % interval lies within ±{x:g} (equivalence margin); does not hold if it "
+                "lies wholly outside; otherwise inconclusive")
     side, other = ("above", "below") if kind == "above" else ("below", "above")
     if "alpha" in rule:
-        return (f"{good} if ours lies {side} {x:g} with p < {rule['alpha']:g}; does not hold if {other} "
-                f"with p < {rule['alpha']:g}; otherwise inconclusive")
+        return (f"{good} if the 95 % interval lies {side} {x:g} and p < {rule['alpha']:g}; does not hold if it "
+                f"lies {other} and p < {rule['alpha']:g}; otherwise inconclusive")
     return (f"{good} if the 95 % interval lies {side} {x:g}; does not hold if it lies {other}; "
             "otherwise inconclusive")
+
+
+def rule_threshold(rule: Mapping[str, Any]) -> float:
+    """The number a rule compares with: its threshold or bar, or the margin of ``within``."""
+    _check_rule(rule, "rule")
+    return float(next(rule[k] for k in _COMPARISONS if k in rule))
 
 
 def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = None,
             p: float | None = None) -> str:
     """The verdict ``rule`` gives estimate ``ours`` with 95 % interval ``ci`` (and p-value ``p``).
+
+    Every rule but ``at_most``/``at_least`` reads the interval; one that names ``alpha`` also
+    reads ``p``, and is inconclusive unless both agree.
 
     Raises:
         ReferenceFileError: the rule is malformed, or needs an interval or p-value that is missing.
@@ -137,16 +170,19 @@ def verdict(rule: Mapping[str, Any], ours: float, ci: Sequence[float] | None = N
         return good if ours <= x else "does not hold"
     if kind == "at_least":
         return good if ours >= x else "does not hold"
-    sign = 1.0 if kind == "above" else -1.0
-    if "alpha" in rule:
-        if p is None:
-            raise ReferenceFileError(f"the rule {dict(rule)} needs a p-value")
-        if p >= rule["alpha"] or ours == x:
-            return "inconclusive"
-        return good if sign * (ours - x) > 0 else "does not hold"
     if ci is None:
         raise ReferenceFileError(f"the rule {dict(rule)} needs a 95 % interval")
     lo, hi = ci
+    if kind == "within":
+        if -x < lo and hi < x:
+            return good
+        return "does not hold" if lo > x or hi < -x else "inconclusive"
+    if "alpha" in rule:
+        if p is None:
+            raise ReferenceFileError(f"the rule {dict(rule)} needs a p-value")
+        if p >= rule["alpha"]:  # the interval alone does not decide a claim its test does not back
+            return "inconclusive"
+    sign = 1.0 if kind == "above" else -1.0
     if sign * (lo - x) > 0 and sign * (hi - x) > 0:
         return good
     if sign * (lo - x) < 0 and sign * (hi - x) < 0:
@@ -221,7 +257,8 @@ def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, mo
 
     Returns:
         A JSON-ready dict with ``claim`` (the key), ``what``, ``paper``, ``ours``, ``unit``, ``n``,
-        ``ci``, ``test``, ``p``, ``rule``, ``verdict``, ``reason`` (empty) and ``model``.
+        ``ci``, ``test``, ``p``, ``rule`` (in words), ``threshold`` (:func:`rule_threshold`),
+        ``verdict``, ``reason`` (empty) and ``model``.
 
     Raises:
         ReferenceFileError: ``key`` is not a claim of the chapter.
@@ -240,8 +277,8 @@ def claim_row(reference: Mapping[str, Any], key: str, *, ours: float, n: int, mo
         "ours": float(ours), "unit": claim.get("unit", "") if unit is None else unit, "n": n,
         "ci": [float(ci[0]), float(ci[1])] if ci is not None else None,
         "test": test or "", "p": None if p is None else float(p),
-        "rule": describe_rule(claim["rule"]), "verdict": decided, "reason": "",
-        "model": model,
+        "rule": describe_rule(claim["rule"]), "threshold": rule_threshold(claim["rule"]), "verdict": decided,
+        "reason": "", "model": model,
     }
 
 
@@ -268,6 +305,6 @@ def unmeasured_row(reference: Mapping[str, Any], key: str, *, reason: str, model
     return {
         "claim": key, "what": claim["what"], "paper": claim["paper"] if paper is None else paper, "ours": "",
         "unit": claim.get("unit", "") if unit is None else unit, "n": int(n), "ci": None, "test": "", "p": None,
-        "rule": describe_rule(claim["rule"]), "verdict": NOT_MEASURED, "reason": " ".join(reason.split()),
-        "model": model,
+        "rule": describe_rule(claim["rule"]), "threshold": rule_threshold(claim["rule"]), "verdict": NOT_MEASURED,
+        "reason": " ".join(reason.split()), "model": model,
     }

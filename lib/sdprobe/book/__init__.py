@@ -6,4 +6,6 @@
 * :mod:`~sdprobe.book.runs`: executing chapters, and batch reruns over presets
   (``python -m sdprobe.book.runs``);
 * :mod:`~sdprobe.book.scenes`: the demo picture; :mod:`~sdprobe.book.colab_setup`: Colab's install.
+* :mod:`~sdprobe.book.findings`: every chapter's verdicts on one page; :mod:`~sdprobe.book.lab`: the
+  project's Jupyter kernel (``make lab``).
 """

@@ -21,6 +21,7 @@ import html
 import math
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ from sdprobe.formatting import format_estimate
 
 __all__ = [
     "Bool", "Choice", "Float", "Int", "ListOf", "Model", "ParameterError", "Size", "Str",
-    "check_parameters", "declared_parameters", "in_colab", "reproduction_report",
-    "REPORT_KEY",
+    "check_parameters", "declared_parameters", "finding_box", "glue_html", "in_colab", "reproduction_report",
+    "verdict_key", "FINDING_KEY", "REPORT_KEY",
 ]
 
 #: Output-metadata key under which a chapter's reproduction report travels (read by sdprobe.book.runs).
@@ -250,7 +251,8 @@ def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = Tr
     head = "".join(f"<th>{c}</th>" for c in columns)
     body = "".join(_report_row(row, with_model=not one_model) for row in rows)
     caption = f"<caption>Measured on {html.escape(models.pop())}</caption>" if one_model and rows else ""
-    table = f'<table class="sdprobe-report">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    table = (f'<table class="sdprobe-report">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+             + verdict_key(rows))
     box = findings(rows)
     if display:
         from IPython.display import HTML
@@ -258,8 +260,63 @@ def reproduction_report(rows: Sequence[Mapping[str, Any]], *, display: bool = Tr
 
         show(HTML(table), metadata={REPORT_KEY: [_plain(row) for row in rows]})
         show(HTML(box))
+        if rows:  # the chapter's opening box, pasted at the top of the page by the book's build
+            glue_html(FINDING_KEY, finding_box(rows))
         return None
     return table + box
+
+
+#: The name under which a chapter's finding box is glued; the chapter's opening cell pastes it
+#: with a ``{glue} finding`` directive.
+FINDING_KEY = "finding"
+#: The output-key prefix under which Jupyter Book's glue finds a pasted value without showing it.
+_GLUE_PREFIX = "application/papermill.record/"
+
+
+def finding_box(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A chapter's finding in three lines (HTML, an admonition), drawn from its own report: how
+    many claims and their verdicts, the claims that hold, and those that do not or could not be
+    told, each named by what it says."""
+    if not rows:
+        raise ValueError("a finding box needs the chapter's report rows; this chapter has none")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row.get("verdict", ""))] = counts.get(str(row.get("verdict", "")), 0) + 1
+    models = sorted({str(r.get("model", "")).split(",")[0] for r in rows})
+    tally = ", ".join(f"{n} {v}" for v, n in counts.items())
+    lines = [f"<strong>{len(rows)} claim{'s' * (len(rows) != 1)}</strong> measured on {html.escape(' and '.join(models))}: "
+             f"{html.escape(tally)}."]
+    for label, wanted in (("Holds", ("holds", "mechanism")), ("Does not hold or cannot tell",
+                                                                ("does not hold", "inconclusive", "not measured"))):
+        named = list(dict.fromkeys(str(r.get("what", "")) for r in rows if r.get("verdict") in wanted))
+        text = "; ".join(textwrap.shorten(w, 70, placeholder="…") for w in named) or "none"
+        lines.append(f"<strong>{label}:</strong> {html.escape(text)}.")
+    return ('<div class="admonition important sdprobe-finding"><p class="admonition-title">The finding</p>'
+            + "".join(f"<p>{line}</p>" for line in lines)
+            + '<p class="sdprobe-finding-link"><a href="#reproduction-report">The reproduction report</a> gives '
+              "every number, its interval and its rule.</p></div>")
+
+
+def glue_html(name: str, markup: str) -> None:
+    """Store ``markup`` in the notebook's outputs under ``name``, hidden, for Jupyter Book's
+    ``{glue}`` directive to paste anywhere on the page (its documented output format; written
+    here so that a notebook runs without myst-nb, as on Colab)."""
+    from IPython.display import display
+
+    display({_GLUE_PREFIX + "text/html": markup, _GLUE_PREFIX + "text/plain": f"<finding box: {name}>"}, raw=True,
+            metadata={"scrapbook": {"name": name, "mime_prefix": _GLUE_PREFIX}})
+
+
+def verdict_key(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The caption under a report: what each verdict word in it means, and where they are defined."""
+    from sdprobe.analysis.claims import MEANINGS
+
+    used = [v for v in MEANINGS if any(str(r.get("verdict")) == v for r in rows)]
+    if not used:
+        return ""
+    words = "; ".join(f"<em>{html.escape(v)}</em>: {html.escape(MEANINGS[v])}" for v in used)
+    return (f'<p class="sdprobe-verdict-key"><small>{words}. Every verdict word is defined in the '
+            '<a href="../book/glossary.html">glossary</a>.</small></p>')
 
 
 _VERDICT_ORDER = ("holds", "does not hold", "inconclusive", "mechanism", "not measured")

@@ -56,6 +56,9 @@ __all__ = [
 ]
 
 RUNS_DIR = REPO_ROOT / "runs"
+#: The pages that gather every chapter's report (``notebooks/findings.py``, the landing page
+#: ``notebooks/intro.py``): executed after the chapters, in this order.
+FINDINGS = ("findings", "intro")
 
 
 # ----------------------------------------------------------------------------- the book
@@ -69,7 +72,8 @@ def run_book(
 
     Every chosen notebook is tried; a failed one keeps its previous ``.ipynb`` untouched and its
     partial run as ``NN_name.failed.ipynb``. Returns the failures (empty when all succeeded).
-    ``jobs`` kernels run at once, the longest chapters (by their last run) first; each kernel has
+    ``jobs`` kernels run at once, the longest chapters (by their last run) first, and the findings
+    and landing pages (``FINDINGS``, which gather their reports) after them; each kernel has
     its own single thread, so the outputs are those of one at a time, and draws no progress bars
     (the outputs are committed). ``arithmetic`` is :func:`~sdprobe.book.execution.execute_notebook`'s.
 
@@ -96,6 +100,10 @@ def run_book(
          + ", ".join(source.stem for source in sources))
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         results = list(pool.map(run, sources))
+    for name in FINDINGS:  # these pages read every chapter's report: they run after them
+        summary = Path(notebooks_dir) / f"{name}.py"
+        if summary.is_file():
+            results.append(run(summary))
     return [err for err in results if err is not None]
 
 

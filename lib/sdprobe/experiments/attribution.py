@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from sdprobe.analysis.change import change_maps, half_times
-from sdprobe.analysis.metrics import mask_iou
+from sdprobe.analysis.metrics import per_object_iou
 from sdprobe.probes.attention import trace_attention
 from sdprobe.probes.trajectory import record_trajectory
 from sdprobe.progress import progress
@@ -51,6 +51,7 @@ class HeatmapRuns:
     half_outside: list[float | None] = field(default_factory=list)
     drawn: list[int] = field(default_factory=list)  # objects of the subject's shape found
     covered: list[int] = field(default_factory=list)  # of them touched by the heat mask
+    several_asked: bool = False  # the prompt names the subject in the plural ("three dogs")
 
     @property
     def n(self) -> int:
@@ -129,7 +130,8 @@ def heatmap_runs(pipe: Any, prompt: str, subject: str, outline: Callable[[Image.
                           height=height, width=width).images
         words = trace.words()
         if runs is None:
-            runs = HeatmapRuns(prompt, subject_word(words, subject))
+            word = subject_word(words, subject)
+            runs = HeatmapRuns(prompt, word, several_asked=word.lower() != subject.lower())
         compared = [w for w in others if w in words and w != runs.word]
         x0 = torch.stack(traj.x0)  # [steps, B, 4, h, w]
         for i, image in enumerate(images):
@@ -149,7 +151,7 @@ def _read(runs: HeatmapRuns, trace: Any, x0: np.ndarray, i: int, image: Image.Im
             values.append(None)
         return
     truth = np.any(objects, axis=0)
-    runs.iou.append(float(mask_iou(mask, truth)))
+    runs.iou.append(per_object_iou(mask, objects))  # dog by dog when several are drawn
     latent = latent_region(truth, tuple(x0.shape[-2:]))
     share = mass_inside(trace.word_heatmap(runs.word, image=i), latent)
     rest = [mass_inside(trace.word_heatmap(w, image=i), latent) for w in compared]
@@ -166,8 +168,10 @@ def _read(runs: HeatmapRuns, trace: Any, x0: np.ndarray, i: int, image: Image.Im
 def estimates(runs: HeatmapRuns) -> dict[str, dict]:
     """The chapter's numbers for one prompt, each ``{"mean", "ci", "n"}`` (bootstrap over images;
     ``None`` with fewer than two images): ``iou``, ``specificity``, ``lead`` (with ``"p"``, an
-    exact sign test; ``leads`` counts the images with one), and ``several``: the share of images with at least two subject objects in
-    which the mask touches every one (exact binomial interval)."""
+    exact sign test; ``leads`` counts the images with one), and ``several``: for a prompt naming
+    the subject in the plural, the share of images with at least two subject objects in which the
+    mask touches every one (exact binomial interval). ``iou`` is per object
+    (:func:`~sdprobe.analysis.metrics.per_object_iou`)."""
     from sdprobe.analysis.stats import mean_ci, rate, sign_test
 
     def mean_of(values: list[float]) -> dict | None:
@@ -179,7 +183,8 @@ def estimates(runs: HeatmapRuns) -> dict[str, dict]:
     out["lead"] = mean_of(leads)
     if out["lead"] is not None:
         out["lead"]["p"] = sign_test(leads)
-    several = [c == d for c, d in zip(runs.covered, runs.drawn) if d >= 2]
+    # only where the prompt asks for several: a stray second dog under "a dog" is no test of it
+    several = [c == d for c, d in zip(runs.covered, runs.drawn) if d >= 2] if runs.several_asked else []
     out["several"] = None
     if several:
         r = rate(several)
@@ -198,7 +203,7 @@ def summary_frame(results: dict[str, dict[str, Any]]):
             return BLANK
         return f"{format_estimate(e['mean'], '%' if pct else '', e['ci'], signed=signed)}; n = {e['n']}"
 
-    rows = {prompt: {"images": e["images"], "subject found": e["found"], "IoU with the outline": cell(e["iou"]),
+    rows = {prompt: {"images": e["images"], "subject found": e["found"], "IoU per object": cell(e["iou"]),
                      "specificity": cell(e["specificity"], signed=True),
                      "lead of the subject (steps)": cell(e["lead"], signed=True),
                      "every object under the mask": cell(e["several"], pct=True)} for prompt, e in results.items()}

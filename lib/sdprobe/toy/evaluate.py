@@ -156,7 +156,8 @@ def evaluate(pipe, n: int = 128, *, steps: int = 20, guidance: float = 7.5, seed
     """The quality table: per scene kind, the share of correct images and the failure rates, each
     with its 95 % interval (exact binomial for rates, bootstrap for the mean IoU).
 
-    Returns a JSON-ready dict with, for ``single``: correct, and the heat-map IoU (the object word's
+    Returns a JSON-ready dict with, for every kind: correct, and present (every asked shape
+    drawn, in any colour and number); for ``single``: the heat-map IoU (the object word's
     DAAM mask at ``threshold`` against the object the judge found, over images where it found one);
     ``pair``: correct, missing-object and colour-swap rates; ``count``: correct (the asked number
     of the right objects); ``background``: the share of images, over all prompts that name one,
@@ -174,7 +175,9 @@ def evaluate(pipe, n: int = 128, *, steps: int = 20, guidance: float = 7.5, seed
                 ious += [_heatmap_iou(trace, k, im, prompts[i + k], threshold) for k, im in enumerate(images)]
         backgrounds += [v.background_correct for v in verdicts if v.background_correct is not None]
         correct = rate([v.correct for v in verdicts])
-        row = {"images": n, "correct": correct["rate"], "correct_ci": correct["ci"]}
+        present = rate([all(v.judgement.present) for v in verdicts])  # every asked shape, any colour
+        row = {"images": n, "correct": correct["rate"], "correct_ci": correct["ci"],
+               "present": present["rate"], "present_ci": present["ci"]}
         if kind == "single":
             found = [v for v in ious if v is not None]
             row |= {"heatmap_iou": float(np.mean(found)) if found else 0.0,

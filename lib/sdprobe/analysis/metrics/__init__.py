@@ -30,6 +30,7 @@ from sdprobe.analysis.metrics.overlap import (
     detector_from_pipeline,
     mask_iou,
     mask_to_box,
+    per_object_iou,
     placement_iou,
 )
 from sdprobe.analysis.metrics.rates import (
@@ -58,6 +59,7 @@ __all__ = [
     "detector_from_pipeline",
     "mask_iou",
     "mask_to_box",
+    "per_object_iou",
     "mean_pairwise_similarity",
     "missing_object_rate",
     "pearson_r",

@@ -28,7 +28,7 @@ def line_plot(
         ax.plot(x, ys, label=name)
     for label, at in (marks or {}).items():
         ax.axvline(at, color="grey", linestyle=":", linewidth=1)
-        ax.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), fontsize=8, ha="left", va="top")
+        ax.annotate(label, (at, 1.0), xycoords=("data", "axes fraction"), fontsize=9, ha="left", va="top")
     if logy:
         ax.set_yscale("log")
         plain_log_ticks(ax)
@@ -37,7 +37,7 @@ def line_plot(
     if title:
         ax.set_title(title)
     if len(series) > 1:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     ax.grid(alpha=0.3)
     return fig
 

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
-from sdprobe.book.plots.figure import new_figure
+from sdprobe.book.plots.figure import MAX_WIDTH, new_figure
 
 _ALLOWED, _BLOCKED, _EMPTY_ROW = 2, 0, 1
 
@@ -56,10 +56,26 @@ def mask_figure(
             if s < n:
                 ax.axhline(s, color="grey", linewidth=0.5)
                 ax.axvline(s, color="grey", linewidth=0.5)
-        ax.set_xticks(range(n), names, rotation=90, fontsize=8)
-        ax.set_yticks(range(n), names, fontsize=8)
+        ticks = _sparse_ticks(n, layout.separators, min(size, MAX_WIDTH / len(kinds)) * 0.8)
+        ax.set_xticks(ticks, [names[k] for k in ticks], rotation=90, fontsize=9)
+        ax.set_yticks(ticks, [names[k] for k in ticks], fontsize=9)
         ax.set_title(kind, fontsize=10)
         any_empty = any_empty or bool(empty.any())
     if any_empty:
-        fig.supxlabel("blue: may attend · orange: fully masked row (uniform attention over all positions)", fontsize=8)
+        fig.supxlabel("blue: may attend · orange: fully masked row (uniform attention over all positions)", fontsize=9)
     return fig
+
+
+def _sparse_ticks(n: int, separators: Sequence[int], inches: float) -> list[int]:
+    """Positions to label on a panel ``inches`` wide: the first, the last, every separator, and
+    evenly spaced ones in between, never closer than a 9-pt label needs (about 0.16 in)."""
+    room = max(2, int(inches / 0.16))
+    step = max(1, -(-n // room))
+    keep = {0, n - 1, *(s for s in separators if s < n), *range(0, n, step)}
+    chosen: list[int] = []
+    for k in sorted(keep):  # separators first claim their place; drop what would touch them
+        if not chosen or k - chosen[-1] >= step or k in separators or k == n - 1:
+            if chosen and k - chosen[-1] < step and chosen[-1] not in separators and chosen[-1] != 0:
+                chosen.pop()
+            chosen.append(k)
+    return chosen

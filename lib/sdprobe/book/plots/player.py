@@ -2,30 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from html import escape as html_escape
 
 import numpy as np
 import torch
 from matplotlib import rc_context
 from PIL import Image
 
-from sdprobe.book.plots.figure import MAX_WIDTH, _caption, new_figure
+from sdprobe.book.plots.figure import MAX_WIDTH, PNG_DPI, _caption, new_figure
 from sdprobe.images import to_array
 
 
 class Player:
     """An animation that plays in a static HTML page, with no kernel: matplotlib's JavaScript
-    export (a slider, play and step buttons, frames embedded as JPEG). Its text form names the
-    frames, so notebook checks compare it like any other output."""
+    export (a slider, play and step buttons, frames embedded as JPEG at twice their screen size).
+    Its text form names the frames, so notebook checks compare it like any other output.
 
-    def __init__(self, html: str, frames: int, panels: Sequence[str], title: str | None):
+    A *slider* (:func:`slider`) is the same widget over precomputed runs of one parameter
+    (``values``) instead of the steps of one run."""
+
+    def __init__(self, html: str, frames: int, panels: Sequence[str], title: str | None,
+                 values: Sequence[str] | None = None):
         self.html, self.frames, self.panels, self.title = html, frames, list(panels), title
+        self.values = list(values) if values is not None else None
 
     def _repr_html_(self) -> str:
-        return f'<div class="sdprobe-player">{self.html}</div>'
+        kind = "sdprobe-player" if self.values is None else "sdprobe-player sdprobe-slider"
+        return f'<div class="{kind}">{self.html}</div>'
 
     def __repr__(self) -> str:
-        return f"<player: {self.frames} frames of {' | '.join(self.panels)}{' — ' + self.title if self.title else ''}>"
+        title = " — " + self.title if self.title else ""
+        if self.values is not None:
+            return f"<slider: {' | '.join(self.panels)} at {', '.join(self.values)}{title}>"
+        return f"<player: {self.frames} frames of {' | '.join(self.panels)}{title}>"
 
     @property
     def nbytes(self) -> int:
@@ -48,13 +59,46 @@ def player(
         panels: a title per panel ("x_t", "x̂₀", "heat map of 'dog'").
         labels: a caption per frame ("step 3 of 20").
     """
-    from matplotlib.animation import FuncAnimation
-
     if not frames or len(labels) != len(frames) or any(len(f) != len(panels) for f in frames):
         raise ValueError(f"a player needs one label per frame and one image per panel in every frame; got "
                          f"{len(frames)} frames, {len(labels)} labels, {len(panels)} panels")
+    return _animate(frames, panels, labels, size=size, title=title, fps=fps)
+
+
+def slider(
+    frames: Sequence[Sequence[Image.Image | np.ndarray | torch.Tensor]],
+    panels: Sequence[str],
+    values: Sequence[float | str],
+    *,
+    name: str,
+    size: float = 2.6,
+    title: str | None = None,
+) -> Player:
+    """A slider over precomputed runs: ``frames[k]`` (one image per panel) is what the chapter
+    drew with parameter ``name`` at ``values[k]``; dragging the slider shows each in turn, in a
+    static page with no kernel.
+
+    Args:
+        panels: a title per panel.
+        values: the parameter's value for each frame, in the slider's order.
+        name: the parameter, as the caption names it ("guidance scale", "threshold").
+    """
+    if not frames or len(values) != len(frames) or any(len(f) != len(panels) for f in frames):
+        raise ValueError(f"a slider needs one value per frame and one image per panel in every frame; got "
+                         f"{len(frames)} frames, {len(values)} values, {len(panels)} panels")
+    shown = [f"{v:g}" if isinstance(v, (int, float)) else str(v) for v in values]
+    made = _animate(frames, panels, [f"{name} = {v}   (drag the slider)" for v in shown], size=size, title=title,
+                    fps=1.0)
+    return Player(made.html, made.frames, panels, title, values=shown)
+
+
+def _animate(frames, panels, labels, *, size: float, title: str | None, fps: float) -> Player:
+    from matplotlib.animation import FuncAnimation
+
     size = min(size, MAX_WIDTH / len(panels))
-    fig = new_figure(figsize=(size * len(panels), size + 0.7), layout="constrained")
+    # twice the screen's pixels per inch: the page shows each frame at the column's width
+    fig = new_figure(figsize=(size * len(panels), size + 0.7), layout="constrained", dpi=PNG_DPI,
+                     full_width=False)
     axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)).ravel()
     shown = []
     for ax, name, image in zip(axes, panels, frames[0]):
@@ -72,7 +116,13 @@ def player(
     animation = FuncAnimation(fig, draw, frames=len(frames), interval=1000 / fps, blit=False)
     with rc_context({"animation.frame_format": "jpeg"}):  # a third of PNG's bytes for pictures
         html = animation.to_jshtml(fps=fps, embed_frames=True, default_mode="once")
-    return Player(_offline(html), len(frames), panels, title)
+    html = _offline(html)
+    # shown at half its pixels (the frames are drawn at twice the screen's density), with alt text
+    half = round(fig.get_figwidth() * PNG_DPI / 2)
+    alt = html_escape(title or " | ".join(panels), quote=True)
+    html = re.sub(r'<img id="(_anim_img[0-9a-f]{32})"', lambda m: f'<img id="{m.group(1)}" width="{half}" alt="{alt}"',
+                  html, count=1)
+    return Player(html, len(frames), panels, title)
 
 
 # matplotlib's player links Font Awesome from a CDN for its button icons; a page of this book
