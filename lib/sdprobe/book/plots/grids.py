@@ -43,7 +43,7 @@ def image_grid(
         images, titles, cols = _column_blocks(list(images), None if titles is None else list(titles), cols)
         n = len(images)
     elif cols > MAX_COLUMNS:
-        cols = -(-cols // -(-cols // MAX_COLUMNS))  # even rows: 8 columns become 4 + 4, not 5 + 3
+        cols = _even_width(cols)
     rows = -(-n // cols)
     # panels fill the column, but a picture grows no larger than MAX_PANEL (one or two panels
     # are not stretched across the page)
@@ -89,11 +89,16 @@ MAX_PANEL = 2.6
 MAX_COLUMNS = int(MAX_WIDTH // MIN_PANEL)
 
 
+def _even_width(cols: int) -> int:
+    """At most :data:`MAX_COLUMNS` columns, evenly: 8 columns become 4 + 4, not 5 + 3."""
+    return -(-cols // -(-cols // MAX_COLUMNS))
+
+
 def _column_blocks(images: list, titles: list | None, cols: int) -> tuple[list, list | None, int]:
     """Re-order a ``rows × cols`` grid into blocks of at most :data:`MAX_COLUMNS` columns, one
     block under the other; empty cells (``None``) pad the last block's rows."""
     rows = -(-len(images) // cols)
-    width = -(-cols // -(-cols // MAX_COLUMNS))  # even blocks: 8 columns become 4 + 4, not 5 + 3
+    width = _even_width(cols)
     order: list[int | None] = []
     for start in range(0, cols, width):
         for r in range(rows):
